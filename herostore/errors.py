@@ -1,0 +1,43 @@
+"""One error hierarchy for herostore.
+
+Every class also inherits the builtin it refines, so callers that catch
+``ValueError`` or ``KeyError`` keep working. Messages name the file or video id,
+the key, and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class HerostoreError(Exception):
+    """Base class of every error herostore raises on purpose."""
+
+
+class SpecError(HerostoreError, ValueError):
+    """Features that do not follow the HERO spec (keys, dims, shapes, dtypes)."""
+
+
+class UnsafePickleError(HerostoreError, ValueError):
+    """A pickled `.npy` file asks for a global outside the allow-list."""
+
+
+class InvalidVideoIdError(HerostoreError, ValueError):
+    """A video id that is empty or would escape the store."""
+
+
+class VideoNotFoundError(HerostoreError, KeyError, FileNotFoundError):
+    """A video id with no features in the store or folder."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreError(HerostoreError, ValueError):
+    """A path that is not a herostore store, or a store this version cannot read."""
+
+
+class LabelError(HerostoreError, ValueError):
+    """Malformed `labels.json` / `classes.json`, unknown labels, duplicate ids."""
+
+
+class ExtractionError(HerostoreError, RuntimeError):
+    """A video that could not be decoded or run through the models."""

@@ -1,0 +1,135 @@
+"""The spec's per-video dict `.npy` files, written and read safely.
+
+Writing is plain ``np.save`` of a dict, so files load with
+``np.load(path, allow_pickle=True).item()``. Reading never runs pickled code: the
+pickle stream is unpickled with an allow-list of the few globals that numpy arrays,
+dtypes, dicts and strings need, and any other global is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import SpecError, UnsafePickleError, VideoNotFoundError
+from .schema import ARRAY_KEYS, SPEC_DTYPE, TRANSCRIPT_KEY, CheckedFeatures, check_features
+
+SUFFIX = ".npy"
+
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy.dtypes", "Float16DType"),
+        ("numpy.dtypes", "Float32DType"),
+        ("numpy.dtypes", "Float64DType"),
+        ("numpy.dtypes", "StrDType"),
+        ("numpy.dtypes", "ObjectDType"),
+        ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # protocol-2 pickles spell bytes as encode(str, 'latin1')
+    }
+)
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BufferedIOBase, source: str):
+        super().__init__(file, encoding="latin1")
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise UnsafePickleError(
+                f"{self._source}: refusing to unpickle global '{module}.{name}'; "
+                "a feature .npy may only hold numpy arrays, strings and a dict"
+            )
+        return super().find_class(module, name)
+
+
+def load_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a spec `.npy` dict without running arbitrary pickled code."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return read_dict(f, str(path))
+    except FileNotFoundError:
+        raise VideoNotFoundError(f"{path}: no such feature file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a directory, expected a feature .npy file") from None
+
+
+def read_dict(f: io.BufferedIOBase, source: str) -> dict[str, Any]:
+    """Read a spec `.npy` dict from an open binary file (see ``load_dict``)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    except (ValueError, EOFError) as exc:
+        raise SpecError(f"{source}: not a .npy file ({exc})") from None
+    if dtype != np.dtype(object) or shape != ():
+        raise SpecError(
+            f"{source}: holds a {dtype} array of shape {list(shape)}, expected a pickled dict of features (spec §2)"
+        )
+    try:
+        holder = _AllowListUnpickler(f, source).load()
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # a truncated or corrupt pickle can raise nearly anything
+        raise SpecError(f"{source}: corrupt pickled dict ({type(exc).__name__}: {exc})") from None
+    value = holder.item() if isinstance(holder, np.ndarray) and holder.shape == () else holder
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: holds a pickled {type(value).__name__}, expected a dict of features")
+    return value
+
+
+def load_features(path: str | os.PathLike, *, strict: bool = False) -> CheckedFeatures:
+    """Read and check one feature file; the result lists how it deviates from the spec."""
+    return check_features(load_dict(path), source=str(path), strict=strict)
+
+
+def spec_dict(features: Mapping[str, Any] | CheckedFeatures) -> dict[str, Any]:
+    """The spec's dict: float32 arrays and a str transcript; `au` only when present."""
+    if isinstance(features, CheckedFeatures):
+        arrays, transcript = features.arrays, features.transcript
+    else:
+        arrays = {k: features[k] for k in ARRAY_KEYS if k in features}
+        transcript = features.get(TRANSCRIPT_KEY)
+    if not isinstance(transcript, str):
+        raise SpecError(f"key 'transcript' must be str, found {type(transcript).__name__}")
+    out: dict[str, Any] = {k: np.ascontiguousarray(np.asarray(v), dtype=SPEC_DTYPE) for k, v in arrays.items()}
+    out[TRANSCRIPT_KEY] = transcript
+    return out
+
+
+def save_features(path: str | os.PathLike, features: Mapping[str, Any] | CheckedFeatures) -> None:
+    """Write a spec dict `.npy` atomically (temp file, then rename)."""
+    path = Path(path)
+    payload = spec_dict(features)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, payload, allow_pickle=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def list_video_ids(folder: str | os.PathLike) -> list[str]:
+    """Video ids of a spec `features/` folder (file names without `.npy`), sorted."""
+    with os.scandir(folder) as entries:
+        return sorted(
+            e.name[: -len(SUFFIX)]
+            for e in entries
+            if e.name.endswith(SUFFIX) and not e.name.startswith(".") and e.is_file()
+        )
