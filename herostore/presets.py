@@ -46,7 +46,8 @@ class Preset:
     def prepare(self, array: np.ndarray) -> np.ndarray:
         """Apply the preset's precision to one array before it is written."""
         if self.dtype is not None:
-            cast = array.astype(self.dtype, copy=False)
+            with np.errstate(over="ignore"):
+                cast = array.astype(self.dtype, copy=False)
             if cast.dtype.itemsize < array.dtype.itemsize and np.isinf(cast).sum() != np.isinf(array).sum():
                 raise OverflowError(f"values beyond the {self.dtype} range (max |x| {np.nanmax(np.abs(array)):g})")
             array = cast

@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+
+from herostore import FeatureStore, StoreError
+from herostore.convert import export_npy, import_npy
+from herostore.npyfile import save_features
+from herostore.sample import sample_features
+
+
+def _assert_same_npy_folders(a, b):
+    names = sorted(p.name for p in a.glob("*.npy"))
+    assert names == sorted(p.name for p in b.glob("*.npy"))
+    for name in names:
+        x = np.load(a / name, allow_pickle=True).item()
+        y = np.load(b / name, allow_pickle=True).item()
+        assert x.keys() == y.keys()
+        for key in x:
+            if key == "transcript":
+                assert type(y[key]) is str and x[key] == y[key]
+            else:
+                assert y[key].dtype == np.float32 and np.array_equal(x[key], y[key])
+
+
+def test_lossless_round_trip_is_bit_exact_and_labels_travel(npy_dataset, tmp_path):
+    report = import_npy(npy_dataset, tmp_path / "z", preset="lossless", workers=1, progress=False)
+    assert report.ok and len(report.written) == 4
+    back = export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False)
+    assert back.ok and len(back.written) == 4
+    _assert_same_npy_folders(npy_dataset / "features", tmp_path / "n" / "features")
+    for name in ("labels.json", "classes.json"):
+        original = json.loads((npy_dataset / name).read_text())
+        assert json.loads((tmp_path / "z" / name).read_text()) == original
+        assert json.loads((tmp_path / "n" / name).read_text()) == original
+
+
+def test_default_preset_round_trip_is_close(npy_dataset, tmp_path):
+    import_npy(npy_dataset, tmp_path / "z", workers=1, progress=False)
+    export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False)
+    x = np.load(npy_dataset / "features" / "video_001.npy", allow_pickle=True).item()
+    y = np.load(tmp_path / "n" / "features" / "video_001.npy", allow_pickle=True).item()
+    assert y["au"].dtype == np.float32
+    np.testing.assert_allclose(y["au"], x["au"], rtol=1e-3, atol=1e-4)
+
+
+def test_bad_files_are_reported_and_the_rest_converted(npy_dataset, tmp_path):
+    features = npy_dataset / "features"
+    (features / "broken.npy").write_bytes(b"garbage")
+    np.save(features / "evil.npy", {"video_mae": print}, allow_pickle=True)
+    bad = sample_features(9)
+    del bad["hubert"]
+    np.save(features / "incomplete.npy", bad, allow_pickle=True)
+    report = import_npy(npy_dataset, tmp_path / "z", workers=1, progress=False)
+    assert not report.ok
+    assert set(report.failed) == {"broken", "evil", "incomplete"}
+    assert "not a .npy file" in report.failed["broken"]
+    assert "refusing to unpickle global 'builtins.print'" in report.failed["evil"]
+    assert "missing required key 'hubert'" in report.failed["incomplete"]
+    assert FeatureStore(tmp_path / "z" / "features").video_ids() == [f"video_{i:03d}" for i in range(4)]
+    summary = report.summary()
+    assert "4 videos written, 0 skipped" in summary and "3 failed" in summary and "broken: " in summary
+
+
+def test_resume_and_overwrite(npy_dataset, tmp_path):
+    import_npy(npy_dataset, tmp_path / "z", workers=1, progress=False)
+    again = import_npy(npy_dataset, tmp_path / "z", workers=1, progress=False)
+    assert again.written == [] and len(again.skipped) == 4
+    forced = import_npy(npy_dataset, tmp_path / "z", workers=1, overwrite=True, progress=False)
+    assert len(forced.written) == 4
+    export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False)
+    assert len(export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False).skipped) == 4
+
+
+def test_wild_files_are_normalised_and_reported(tmp_path):
+    root = tmp_path / "wild"
+    (root / "features").mkdir(parents=True)
+    features = sample_features(0)
+    features["video_mae"] = features["video_mae"][None]
+    features["hubert"] = features["hubert"].astype(np.float64)
+    np.save(root / "features" / "w.npy", features, allow_pickle=True)
+    report = import_npy(root, tmp_path / "z", preset="lossless", workers=1, progress=False)
+    assert report.ok
+    notes = report.outcomes[0].notes
+    assert any("leading batch axis" in n for n in notes) and any("float64" in n for n in notes)
+    store = FeatureStore(tmp_path / "z" / "features")
+    assert store.read_video("w")["video_mae"].shape == (16, 1024)
+    assert store.read_video("w")["hubert"].dtype == np.float64  # kept faithfully in the lossless preset
+    back = export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False)
+    assert any("stored as float64, written as float32" in n for n in back.outcomes[0].notes)
+
+
+def test_strict_import_fails_deviating_files(tmp_path):
+    root = tmp_path / "wild"
+    (root / "features").mkdir(parents=True)
+    features = sample_features(0)
+    features["clip"] = features["clip"][None]
+    np.save(root / "features" / "w.npy", features, allow_pickle=True)
+    report = import_npy(root, tmp_path / "z", strict=True, workers=1, progress=False)
+    assert "strict mode" in report.failed["w"]
+
+
+def test_unsafe_file_names_become_failures(tmp_path):
+    root = tmp_path / "r" / "features"
+    root.mkdir(parents=True)
+    save_features(root / ".hidden.npy", sample_features(0))
+    save_features(root / "__x.npy", sample_features(0))
+    save_features(root / "ok.npy", sample_features(0))
+    report = import_npy(root, tmp_path / "z", workers=1, progress=False)
+    assert report.written == ["ok"]
+    assert "reserved by Zarr" in report.failed["__x"]
+
+
+def test_input_errors(tmp_path, npy_dataset):
+    with pytest.raises(StoreError, match="no such dataset root"):
+        import_npy(tmp_path / "nope", tmp_path / "z", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="no .npy feature files found"):
+        import_npy(tmp_path / "empty", tmp_path / "z", progress=False)
+    with pytest.raises(StoreError, match="not a herostore store"):
+        export_npy(npy_dataset, tmp_path / "n", progress=False)
+
+
+def test_parallel_run_on_a_local_dask_cluster(npy_dataset, tmp_path):
+    report = import_npy(npy_dataset, tmp_path / "z", preset="lossless", workers=2, progress=False)
+    assert report.ok and len(report.written) == 4
+    back = export_npy(tmp_path / "z", tmp_path / "n", workers=2, progress=False)
+    assert back.ok
+    _assert_same_npy_folders(npy_dataset / "features", tmp_path / "n" / "features")

@@ -1,0 +1,128 @@
+import json
+
+import numpy as np
+import pytest
+
+from herostore import FeatureStore
+from herostore.convert import import_npy
+from herostore.npyfile import save_features
+from herostore.sample import sample_features
+from herostore.stats import compute_stats
+from herostore.validate import render_info, store_info, validate_dataset
+
+
+@pytest.fixture
+def zarr_dataset(npy_dataset, tmp_path):
+    import_npy(npy_dataset, tmp_path / "z", preset="lossless", workers=1, progress=False)
+    return tmp_path / "z"
+
+
+def test_clean_datasets_pass_in_both_formats(npy_dataset, zarr_dataset):
+    for root, fmt in [(npy_dataset, "npy"), (zarr_dataset, "zarr")]:
+        report = validate_dataset(root)
+        assert report.ok, report.render()
+        assert (report.format, report.videos, report.labels) == (fmt, 4, 4)
+        assert "OK" in report.render() and json.loads(report.to_json())["ok"] is True
+
+
+def _messages(report):
+    return [f"{f.where} [{f.key}] {f.message}" for f in report.errors]
+
+
+def _edit_labels(root, edit):
+    labels = json.loads((root / "labels.json").read_text())
+    edit(labels)
+    (root / "labels.json").write_text(json.dumps(labels))
+
+
+@pytest.mark.parametrize(
+    "defect, expected",
+    [
+        (lambda r: _edit_labels(r, lambda L: L.append({"video_id": "ghost", "emotion": "sad"})),
+         "ghost [None] labelled in labels.json but has no features"),
+        (lambda r: _edit_labels(r, lambda L: L.pop()), "video_003 [None] has features but no entry in labels.json"),
+        (lambda r: _edit_labels(r, lambda L: L.append(dict(L[0]))), "video_id 'video_000' appears 2 times"),
+        (lambda r: _edit_labels(r, lambda L: L[1].update(emotion="bored")), "label 'bored' is not in classes.json"),
+        (lambda r: _edit_labels(r, lambda L: L[1].update(emotion=3)), "emotion 3, expected a non-empty string"),
+        (lambda r: _edit_labels(r, lambda L: L[0].update(text=["a"])), "text is list, expected a string"),
+        (lambda r: _edit_labels(r, lambda L: L.append("video_9")), "entry is str, expected an object"),
+        (lambda r: (r / "labels.json").write_text('[{"video_id": "a",}]'), "malformed JSON at line 1 column 19"),
+        (lambda r: (r / "labels.json").write_text('{"video_id": "a"}'), "top level is dict, expected a JSON array"),
+        (lambda r: (r / "labels.json").unlink(), "labels.json [None] missing"),
+        (lambda r: (r / "classes.json").write_text('["a", 1]'), "expected a JSON array of class-name strings"),
+    ],
+)
+def test_label_defects_are_caught(npy_dataset, defect, expected):
+    defect(npy_dataset)
+    report = validate_dataset(npy_dataset)
+    assert not report.ok
+    assert any(expected in m for m in _messages(report)), _messages(report)
+
+
+def _write_variant(root, name, **changes):
+    features = sample_features(7)
+    features.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del features[key]
+    np.save(root / "features" / f"{name}.npy", features, allow_pickle=True)
+    _edit_labels(root, lambda L: L.append({"video_id": name, "emotion": "sad"}))
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"hubert": None}, "missing required key 'hubert'"),
+        ({"bert": np.zeros((3, 512), np.float32)}, "key 'bert' has last dim 512, spec says 768"),
+        ({"clip": np.zeros((1, 5, 1408), np.float32)}, "key 'clip' has a leading batch axis"),
+        ({"clip": np.zeros((4, 5, 1408), np.float32)}, "key 'clip' is 3-D [4, 5, 1408]"),
+        ({"hubert": np.zeros((3, 1024))}, "key 'hubert' has dtype float64, spec says float32"),
+        ({"transcript": b"bytes"}, "key 'transcript' must be str, found bytes"),
+        ({"au": np.full((2, 1024), np.nan, np.float32)}, "[au] 2048 NaN and 0 Inf values"),
+        ({"bert": np.full((2, 768), np.inf, np.float32)}, "[bert] 0 NaN and 1536 Inf values"),
+    ],
+)
+def test_feature_defects_are_caught_in_npy(npy_dataset, changes, expected):
+    _write_variant(npy_dataset, "odd", **changes)
+    report = validate_dataset(npy_dataset)
+    assert any(expected in m and "odd" in m for m in _messages(report)), _messages(report)
+
+
+def test_unsafe_pickle_is_reported(npy_dataset):
+    np.save(npy_dataset / "features" / "evil.npy", {"video_mae": print}, allow_pickle=True)
+    _edit_labels(npy_dataset, lambda L: L.append({"video_id": "evil", "emotion": "sad"}))
+    assert any("refusing to unpickle global 'builtins.print'" in m for m in _messages(validate_dataset(npy_dataset)))
+
+
+def test_feature_defects_are_caught_in_a_store(zarr_dataset):
+    store = FeatureStore(zarr_dataset / "features")
+    odd = sample_features(3)
+    odd["bert"] = np.zeros((3, 512), np.float32)
+    odd["hubert"][0, :4] = np.nan
+    store.write_video("odd", odd)
+    _edit_labels(zarr_dataset, lambda L: L.append({"video_id": "odd", "emotion": "sad"}))
+    messages = _messages(validate_dataset(zarr_dataset))
+    assert "odd [bert] shape [3, 512], expected [T, 768] with T >= 1" in messages
+    assert "odd [hubert] 4 NaN and 0 Inf values" in messages
+    assert len(messages) == 2
+
+
+def test_info_reports_sizes_ratio_and_lengths(zarr_dataset):
+    info = store_info(zarr_dataset)
+    assert info["videos"] == 4 and info["preset"]["name"] == "lossless"
+    hubert = info["modalities"]["hubert"]
+    assert hubert["videos"] == 4 and hubert["float32_bytes"] == sum(40 + 3 * i for i in range(4)) * 1024 * 4
+    assert hubert["length"] == {"min": 40, "median": 44.5, "mean": 44.5, "max": 49}
+    assert info["modalities"]["au"]["videos"] == 2
+    assert 0 < hubert["bytes_on_disk"] and 0 < info["ratio_vs_float32"]
+    text = render_info(info)
+    assert "videos  4" in text and "hubert" in text
+
+
+def test_stats_are_computed_and_recorded(zarr_dataset):
+    stats = compute_stats(zarr_dataset / "features", workers=1, progress=False)
+    store = FeatureStore(zarr_dataset / "features")
+    rows = np.concatenate([store.read_video(v)["bert"] for v in store.video_ids()])
+    np.testing.assert_allclose(stats["bert"]["mean"], rows.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats["bert"]["std"], rows.std(0), rtol=1e-4, atol=1e-5)
+    assert stats["bert"]["count"] == rows.shape[0]
+    assert FeatureStore(zarr_dataset / "features").attrs["stats"]["au"]["count"] == 17 + 19
