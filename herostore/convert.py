@@ -17,7 +17,7 @@ from pathlib import Path
 from . import npyfile
 from .errors import StoreError
 from .parallel import JobReport, Outcome, map_videos
-from .presets import DEFAULT_PRESET, Preset
+from .presets import DEFAULT_PRESET, Preset, get_preset
 from .store import FeatureStore, check_video_id, is_store
 
 FEATURES_DIR = "features"
@@ -59,6 +59,7 @@ def import_npy(
     progress: bool = True,
 ) -> JobReport:
     """Convert a spec dataset (or features folder) of `.npy` dicts into ``dst_root/features`` as a store."""
+    preset = get_preset(preset)
     src_features = resolve_features(src)
     if is_store(src_features):
         raise StoreError(f"{src_features}: is already a herostore store; import-npy reads a folder of .npy files")
