@@ -22,13 +22,13 @@ from .store import FeatureStore
 
 __all__ = [
     "DEFAULT_PRESET",
+    "MODALITIES",
+    "PRESETS",
     "ExtractionError",
     "FeatureStore",
     "HerostoreError",
     "InvalidVideoIdError",
     "LabelError",
-    "MODALITIES",
-    "PRESETS",
     "Preset",
     "SpecError",
     "StoreError",

@@ -12,8 +12,9 @@ import io
 import os
 import pickle
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def read_dict(f: io.BufferedIOBase, source: str) -> dict[str, Any]:
         holder = _AllowListUnpickler(f, source).load()
     except UnsafePickleError:
         raise
-    except Exception as exc:  # a truncated or corrupt pickle can raise nearly anything
+    except Exception as exc:  # noqa: BLE001 - a truncated or corrupt pickle can raise nearly anything
         raise SpecError(f"{source}: corrupt pickled dict ({type(exc).__name__}: {exc})") from None
     value = holder.item() if isinstance(holder, np.ndarray) and holder.shape == () else holder
     if not isinstance(value, dict):

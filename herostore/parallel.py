@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from .errors import HerostoreError
 
@@ -57,8 +58,10 @@ class JobReport:
     def summary(self, what: str = "videos") -> str:
         rate = len(self.outcomes) / self.seconds if self.seconds > 0 else 0.0
         lines = [
-            f"{len(self.written)} {what} written, {len(self.skipped)} skipped (already complete), "
-            f"{len(self.failed)} failed in {self.seconds:.1f} s ({rate:.1f}/s)"
+            (
+                f"{len(self.written)} {what} written, {len(self.skipped)} skipped (already complete), "
+                f"{len(self.failed)} failed in {self.seconds:.1f} s ({rate:.1f}/s)"
+            )
         ]
         noted = [o for o in self.outcomes if o.notes]
         if noted:

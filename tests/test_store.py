@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 from herostore import FeatureStore, InvalidVideoIdError, SpecError, StoreError
 from herostore.presets import PRESETS, get_preset
-from herostore.store import check_video_id, is_store
-
 from herostore.sample import sample_features as make_features
+from herostore.store import check_video_id, is_store
 
 ARRAY_KEYS = ("video_mae", "clip", "hubert", "bert", "au")
 
@@ -213,7 +212,7 @@ def _write_range(path: str, start: int) -> None:
 
 def test_scratch_of_dead_writers_is_cleaned(tmp_path):
     store = FeatureStore.create(tmp_path / "s")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     leftover = tmp_path / "s" / ".tmp" / f"{dead.stdout.strip()}-abc"
     leftover.mkdir(parents=True)
     mine = tmp_path / "s" / ".tmp" / f"{os.getpid()}-def"
