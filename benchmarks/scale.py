@@ -1,0 +1,177 @@
+"""How a herostore store's cost grows with the number of videos.
+
+``build(path, n)`` makes a store of ``n`` small videos in the default preset: ``TEMPLATES`` distinct videos are
+written with ``FeatureStore.write_video`` and every other video directory is a hard-linked clone of one of them
+under a new id. The format keeps no per-store index (a video is its own directory with its own metadata), so the
+result is what writing ``n`` videos would give, without paying ``n`` zarr-python writes.
+
+``probe`` runs in a fresh interpreter (``python -m benchmarks.scale PATH N READS``) so its memory is that of a
+process that opens the store and reads from it: import time, ``open_reader`` + the first read, RSS, the files
+opened by that, per-sample read time over random videos (warm), and the time and memory to list every id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEMPLATES = 16
+SMALL = {"video_mae": (8, 1024), "clip": (4, 1408), "hubert": (10, 1024), "bert": (6, 768)}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scale_id(i: int) -> str:
+    return f"v{i:07d}"
+
+
+def build(path: Path, n: int, preset: str | None = None) -> float:
+    """Make the store; returns seconds taken."""
+    from herostore.presets import DEFAULT_PRESET
+    from herostore.store import FeatureStore
+
+    start = time.perf_counter()
+    store = FeatureStore.create(path, preset or DEFAULT_PRESET)
+    rng = np.random.default_rng(7)
+    for i in range(min(TEMPLATES, n)):
+        features: dict[str, Any] = {k: rng.standard_normal(s, dtype=np.float32) for k, s in SMALL.items()}
+        features["transcript"] = f"template {i}"
+        store.write_video(scale_id(i), features)
+    templates = [path / scale_id(i) for i in range(min(TEMPLATES, n))]
+    layouts = []
+    for t in templates:
+        dirs = sorted(str(p.relative_to(t)) for p in t.rglob("*") if p.is_dir())
+        files = sorted(str(p.relative_to(t)) for p in t.rglob("*") if p.is_file())
+        layouts.append((t, dirs, files))
+    for i in range(len(templates), n):
+        src, dirs, files = layouts[i % len(layouts)]
+        dst = path / scale_id(i)
+        os.mkdir(dst)
+        for d in dirs:
+            os.mkdir(dst / d)
+        for f in files:
+            os.link(src / f, dst / f)
+    return time.perf_counter() - start
+
+
+def ensure(path: Path, n: int) -> float:
+    """Build the store unless a complete one is already there (kept in the work folder's cache between runs)."""
+    marker = path.with_name(path.name + ".complete")
+    if marker.is_file() and path.is_dir():
+        return 0.0
+    if path.exists():
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    seconds = build(path, n)
+    marker.write_text(f"{n} videos, built by benchmarks.scale\n")
+    return seconds
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def probe(path: str, n: int, reads: int) -> dict[str, Any]:
+    rss_start = _rss_mb()
+    t0 = time.perf_counter()
+    import herostore.reader as hr
+
+    t_import = time.perf_counter() - t0
+    rss_import = _rss_mb()
+    opened: list[str] = []
+    real_open = hr._open_fd
+
+    def counting_open(p: str) -> int:
+        opened.append(p)
+        return real_open(p)
+
+    hr._open_fd = counting_open
+    first = scale_id(n // 2)
+    t0 = time.perf_counter()
+    reader = hr.open_reader(path)
+    t_open = time.perf_counter() - t0
+    record = reader.read(first)
+    t_open_read = time.perf_counter() - t0
+    hr._open_fd = real_open
+    rss_open = _rss_mb()
+    assert record.arrays, "the first read returned no arrays"
+
+    rng = np.random.default_rng(0)
+    ids = [scale_id(int(i)) for i in rng.integers(0, n, reads)]
+    for vid in ids:  # warm the page cache and dentries for these videos
+        reader.read(vid)
+    times = []
+    for vid in ids:
+        t0 = time.perf_counter()
+        reader.read(vid)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    listed = len(reader.video_ids())
+    t_list = time.perf_counter() - t0
+    return {
+        "videos": n,
+        "import_s": t_import,
+        "open_s": t_open,
+        "open_read_s": t_open_read,
+        "files_opened_by_open_and_first_read": len(opened),
+        "metadata_files_opened": sum(p.endswith("zarr.json") for p in opened),
+        "rss_start_mb": rss_start,
+        "rss_after_import_mb": rss_import,
+        "rss_after_open_read_mb": rss_open,
+        "per_sample_ms_median": float(np.median(times)) * 1e3,
+        "per_sample_ms_mean": float(np.mean(times)) * 1e3,
+        "reads": reads,
+        "list_ids_s": t_list,
+        "listed": listed,
+        "rss_after_list_mb": _rss_mb(),
+    }
+
+
+def _probe_once(path: Path, n: int, reads: int) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.scale", str(path), str(n), str(reads)],
+                         capture_output=True, text=True, cwd=REPO, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_probes(stores: dict[int, Path], reads: int, rounds: int) -> dict[int, dict[str, Any]]:
+    """``probe`` of every store in fresh interpreters, ``rounds`` times, the sizes alternating so that a noisy
+    moment hits them alike. Times are the best over rounds; the first round's open + read is kept too (the one
+    with the coldest dentry cache)."""
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in stores}
+    for _ in range(rounds):
+        for n, path in stores.items():
+            runs[n].append(_probe_once(path, n, reads))
+    out = {}
+    for n, rs in runs.items():
+        best = dict(rs[0])
+        for key in ("per_sample_ms_median", "per_sample_ms_mean", "open_read_s", "open_s", "list_ids_s", "import_s"):
+            best[key] = min(r[key] for r in rs)
+        best["open_read_s_first_run"] = rs[0]["open_read_s"]
+        best["per_sample_ms_median_all_rounds"] = [r["per_sample_ms_median"] for r in rs]
+        best["rounds"] = rounds
+        out[n] = best
+    return out
+
+
+def project(small: dict[str, Any], large: dict[str, Any], target: int) -> dict[str, float]:
+    """Linear extrapolation through the two measured sizes (constant costs stay constant)."""
+    n1, n2 = small["videos"], large["videos"]
+    out = {}
+    for key in ("open_read_s", "per_sample_ms_median", "rss_after_open_read_mb", "list_ids_s", "rss_after_list_mb"):
+        slope = (large[key] - small[key]) / (n2 - n1)
+        out[key] = large[key] + max(slope, 0.0) * (target - n2)
+    # a lookup in an ext4 directory index (htree) grows with log(n), not n
+    slope = (large["per_sample_ms_median"] - small["per_sample_ms_median"]) / np.log(n2 / n1)
+    out["per_sample_ms_median_log_model"] = large["per_sample_ms_median"] + max(slope, 0.0) * np.log(target / n2)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(probe(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
