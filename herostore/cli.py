@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .cli_extract import add_parser as add_extract_parser
 from .cli_labels import add_parser as add_labels_parser
 from .errors import HerostoreError
 from .presets import DEFAULT_PRESET, PRESETS
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=4, help="how many sample videos (default 4)")
     p.set_defaults(func=cmd_demo)
 
+    add_extract_parser(sub)
     add_labels_parser(sub)
     return parser
 

@@ -1,0 +1,116 @@
+"""Extraction throughput: videos/s and where the time goes (decode vs each model vs writing).
+
+    python -m benchmarks.extract_bench --quick                  # 4 short clips, tiny models, CPU (~1 min)
+    python -m benchmarks.extract_bench                          # 12 clips of 3 s, tiny models, CPU
+    python -m benchmarks.extract_bench --model-dir /models --device cuda --batch-size 8 --videos 64
+
+Without ``--model-dir`` the models are the random-weight ones of ``herostore.extract.tiny_models``:
+real hidden sizes but 1 layer, so the model share of the time is far below a real run's; the decode and
+write shares and the pipeline overhead are real. With ``--model-dir`` (checkpoints laid out as
+``DIR/<org>/<name>``, see docs/extraction.md) the numbers are the real ones. Model loading is timed
+separately and left out of videos/s. Decoding runs in a background thread, so the stage times add up
+to more than the wall time when it overlaps the models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from herostore.extract import build_tiny_models, run_extraction, write_clip
+from herostore.extract.models import ModelConfig
+from herostore.extract.pipeline import STAGES, get_models
+
+
+def make_clips(folder: Path, count: int, seconds: float) -> Path:
+    """``count`` clips with audio, alternating landscape 320x240 and portrait 240x320."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        size = (320, 240) if i % 2 == 0 else (240, 320)
+        path = folder / f"clip_{i:04d}.mp4"
+        if not path.exists():
+            write_clip(path, seconds=seconds, width=size[0], height=size[1], freq=220 + 40 * i, seed=i)
+    return folder
+
+
+def run(args: argparse.Namespace) -> dict:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="herostore-extract-bench-"))
+    clips = make_clips(workdir / "videos", args.videos, args.seconds)
+    tiny = args.model_dir is None
+    model_dir = build_tiny_models(workdir / "models", languages=("en",)) if tiny else Path(args.model_dir)
+    config = ModelConfig(model_dir=str(model_dir), device=args.device, dtype=args.dtype)
+    start = time.perf_counter()
+    get_models(config)  # what run_extraction will reuse: loading is not part of videos/s
+    load_s = time.perf_counter() - start
+    report = run_extraction(clips, workdir / "features", format=args.format, model_dir=model_dir,
+                            device=args.device, dtype=args.dtype, batch_size=args.batch_size, overwrite=True,
+                            progress=False)
+    if report.failed:
+        raise SystemExit(f"benchmark clips failed: {report.failed}")
+    stages = {stage: report.timings.get(stage, 0.0) for stage in STAGES if report.timings.get(stage, 0.0) > 0}
+    return {
+        "models": "tiny random-weight (1 layer, spec hidden sizes)" if tiny else str(model_dir),
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "videos": len(report.written),
+        "clip_seconds": args.seconds,
+        "format": args.format,
+        "model_load_s": round(load_s, 2),
+        "wall_s": round(report.elapsed, 2),
+        "videos_per_s": round(report.videos_per_s, 3),
+        "stage_s": {k: round(v, 3) for k, v in stages.items()},
+        "stage_ms_per_video": {k: round(1000 * v / max(1, len(report.written)), 1) for k, v in stages.items()},
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+    }
+
+
+def render(result: dict) -> str:
+    head = (f"extraction benchmark: {result['videos']} clips of {result['clip_seconds']} s, models: "
+            f"{result['models']}, device {result['device']} ({result['dtype']}), batch {result['batch_size']}, "
+            f"format {result['format']}")
+    lines = [
+        head,
+        f"  model load (once per process): {result['model_load_s']:.2f} s",
+        f"  throughput: {result['videos_per_s']:.3f} videos/s ({result['wall_s']:.2f} s wall)",
+        "  stage            total s   ms/video   share of stage time",
+    ]
+    total = sum(result["stage_s"].values()) or 1.0
+    for stage, seconds in result["stage_s"].items():
+        note = "  (background thread, overlaps the models)" if stage == "decode" else ""
+        lines.append(f"  {stage:<14} {seconds:9.2f} {result['stage_ms_per_video'][stage]:10.1f}"
+                     f" {100 * seconds / total:8.1f}%{note}")
+    lines.append(f"  stages sum {total:.2f} s vs wall {result['wall_s']:.2f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 clips of 1 s")
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each generated clip")
+    parser.add_argument("--model-dir", help="real checkpoints as DIR/<org>/<name> (default: tiny random models)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--format", choices=["zarr", "npy"], default="zarr")
+    parser.add_argument("--workdir", help="where clips, tiny models and features go (default: a temp folder)")
+    parser.add_argument("--out", type=Path, help="also write the result as JSON")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.videos, args.seconds = 4, 1.0
+    result = run(args)
+    print(render(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

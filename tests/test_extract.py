@@ -1,0 +1,359 @@
+"""Feature extraction, offline: random-weight models of the spec's hidden sizes, clips generated here.
+
+The models are built once per session (``herostore.extract.tiny_models``) and loaded through the
+same ``from_pretrained`` / ``pipeline(...)`` paths real checkpoints use. One zarr run over the sample
+folder is shared by the tests that only read its results.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from herostore import npyfile
+from herostore.errors import ExtractionError, HerostoreError
+from herostore.extract import (
+    DEFAULT_MODELS,
+    build_tiny_models,
+    decode_video,
+    discover_videos,
+    run_extraction,
+    sample_indices,
+    write_sample_set,
+)
+from herostore.extract import pipeline as pipeline_module
+from herostore.extract.media import decode_audio
+from herostore.extract.models import ModelConfig, ModelLoadError, resolve_model
+from herostore.extract.tiny_models import TINY_AU_ID, is_random_weight_model
+from herostore.schema import MODALITY_BY_NAME, check_features
+from herostore.store import FeatureStore
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = ("speech_a", "portrait", "silent_video", "quiet_audio", "very_short", "odd_fps")
+BAD = ("corrupt", "not_a_video", "empty")
+F16 = {"rtol": 2e-3, "atol": 1e-5}  # the float16 preset's precision (~5e-4 relative), with margin
+
+
+def hubert_frames(samples: int) -> int:
+    return (max(samples, 400) - 400) // 320 + 1
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_models(tmp_path_factory.mktemp("models"), languages=("en", "zh"), au=True)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    return write_sample_set(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="session")
+def zarr_run(tiny_dir, clips, tmp_path_factory):
+    """One zarr extraction over the whole sample folder (good and bad files)."""
+    out = tmp_path_factory.mktemp("dataset_root") / "features"
+    report = run_extraction(clips["speech_a"].parent, out, model_dir=tiny_dir, progress=False)
+    return report, out
+
+
+# ------------------------------------------------------------------------------------------- decoding
+
+
+def test_sample_indices_are_uniform_and_pad_short_clips():
+    assert sample_indices(160, 16).tolist() == list(range(5, 160, 10))
+    assert sample_indices(3, 16).tolist() == [0] * 5 + [1] * 6 + [2] * 5
+    assert sample_indices(25, 1).tolist() == [12]
+    with pytest.raises(ValueError, match="total >= 1"):
+        sample_indices(0, 16)
+
+
+def test_decode_every_kind_of_clip(clips):
+    speech = decode_video(clips["speech_a"])
+    assert speech.frames.shape == (16, 240, 320, 3) and speech.frames.dtype == np.uint8
+    assert speech.keyframes.shape == (1, 240, 320, 3)
+    assert speech.audio is not None and abs(len(speech.audio) / 16000 - 1.5) < 0.1
+    assert decode_video(clips["portrait"]).frames.shape == (16, 320, 240, 3)
+    assert decode_video(clips["silent_video"]).audio is None
+    short = decode_video(clips["very_short"], keyframes=2)
+    assert short.num_frames == 3 and short.frames.shape[0] == 16 and short.keyframes.shape[0] == 2
+    odd = decode_video(clips["odd_fps"])
+    assert abs(odd.fps - 29.97) < 0.01 and odd.frames.shape == (16, 144, 176, 3)
+    assert odd.info()["width"] == 176
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("empty", r"empty\.mp4: empty file \(0 bytes\), expected a video"),
+    ("not_a_video", r"not_a_video\.mp4: not a readable video \(Invalid data"),
+    ("corrupt", r"corrupt\.mp4: not a readable video"),
+])
+def test_decode_bad_files_says_why(clips, name, reason):
+    with pytest.raises(ExtractionError, match=reason):
+        decode_video(clips[name])
+
+
+def test_discover_videos(tmp_path, clips):
+    folder = clips["speech_a"].parent
+    items, refused = discover_videos(folder)
+    assert [i.video_id for i in items] == sorted(GOOD + BAD) and not refused
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"# a comment\n\n{clips['portrait']}\nrelative.mp4\n")
+    items, _ = discover_videos(listing)
+    assert [i.path for i in items] == [clips["portrait"], tmp_path / "relative.mp4"]
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "dup.mp4").write_bytes(b"x")
+    (tmp_path / "a" / "__bad.mp4").write_bytes(b"x")
+    items, refused = discover_videos([tmp_path / "a", tmp_path / "b"])
+    assert items == []
+    assert "duplicate video id 'dup': 2 files" in refused["dup"]
+    assert "starts with '__'" in refused["__bad"]
+    with pytest.raises(ExtractionError, match="no such file or folder"):
+        discover_videos(tmp_path / "missing")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(ExtractionError, match="no video files found"):
+        discover_videos(tmp_path / "empty_dir")
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def test_model_resolution_and_language_switch(tmp_path, tiny_dir):
+    assert ModelConfig(language="zh").model_ref("hubert") == "TencentGameMate/chinese-hubert-large"
+    assert ModelConfig(language="zh").model_ref("bert") == "google-bert/bert-base-chinese"
+    assert ModelConfig().model_ref("au") is None
+    assert resolve_model("MCG-NJU/videomae-large", None, "video_mae") == "MCG-NJU/videomae-large"
+    assert resolve_model("MCG-NJU/videomae-large", str(tiny_dir), "video_mae") == str(tiny_dir / "MCG-NJU/videomae-large")
+    with pytest.raises(ModelLoadError, match=r"no folder .*nowhere/org/name under --model-dir; download it with `hf"):
+        resolve_model("org/name", str(tmp_path / "nowhere"), "bert")
+    for language in ("en", "zh"):
+        for ref in DEFAULT_MODELS[language].values():
+            assert is_random_weight_model(tiny_dir / ref)
+
+
+def test_clip_tower_standalone_equals_full_checkpoint_and_wrong_checkpoint_fails(tmp_path, tiny_dir, clips):
+    import torch
+    from transformers import Blip2VisionModel
+
+    from herostore.extract.models import ClipEncoder
+
+    full = tiny_dir / DEFAULT_MODELS["en"]["clip"]
+    tower = tmp_path / "tower"
+    Blip2VisionModel.from_pretrained(full, key_mapping={r"^vision_model\.": ""}).save_pretrained(tower)
+    keyframes = [decode_video(clips["speech_a"], keyframes=2).keyframes]
+    a = ClipEncoder(ModelConfig(clip=str(full)))(keyframes)[0]
+    b = ClipEncoder(ModelConfig(clip=str(tower)))(keyframes, cls_only=True)[0]
+    assert a.shape == (2 * 257, 1408) and b.shape == (2, 1408)
+    torch.testing.assert_close(b, a[[0, 257]])
+    with pytest.raises(ModelLoadError, match=r"clip model .*bert-base-uncased.*could not load|weights missing"):
+        ClipEncoder(ModelConfig(clip=str(tiny_dir / DEFAULT_MODELS["en"]["bert"])))
+
+
+# ------------------------------------------------------------------------------------------ zarr run
+
+
+def test_zarr_run_writes_every_key_with_spec_dims(zarr_run, clips):
+    report, out = zarr_run
+    assert sorted(report.written) == sorted(GOOD) and report.skipped == []
+    assert sorted(report.failed) == sorted(BAD)
+    assert report.random_weight_models and "random-weight test models" in report.summary()
+    store = FeatureStore(out)
+    assert store.preset.name == "float16" and sorted(store.video_ids()) == sorted(GOOD)
+    for vid in GOOD:
+        features = store.read_video(vid)
+        checked = check_features({k: np.asarray(v, np.float32) if k != "transcript" else v
+                                  for k, v in features.items()}, source=vid, strict=True)
+        assert set(checked.arrays) == {"video_mae", "clip", "hubert", "bert"}  # no au without --au-model
+        for key, array in checked.arrays.items():
+            assert array.ndim == 2 and array.shape[1] == MODALITY_BY_NAME[key].dim, (vid, key, array.shape)
+            assert np.isfinite(array).all()
+        assert features["video_mae"].shape == (1568, 1024)
+        assert features["clip"].shape == (257, 1408)
+        assert features["bert"].shape[0] >= 2  # [CLS] ... [SEP]
+        audio = decode_audio(clips[vid])
+        expected_t = 1 if audio is None else hubert_frames(len(audio))
+        assert features["hubert"].shape == (expected_t, 1024)
+        notes = store.video_metadata(vid)["attributes"]["herostore"]
+        assert notes["extraction"]["models"]["video_mae"] == "MCG-NJU/videomae-large"
+        assert notes["extraction"]["random_weight_test_models"] is True
+        assert notes["source"]["file"] == f"{vid}.mp4"
+
+
+def test_no_audio_and_no_speech_are_recognisable(zarr_run):
+    _, out = zarr_run
+    store = FeatureStore(out)
+    silent = store.read_video("silent_video")
+    notes = store.video_metadata("silent_video")["attributes"]["herostore"]
+    assert notes["audio"] == "missing" and notes["speech"] == "none" and notes["text_source"] == "transcript"
+    assert silent["hubert"].shape == (1, 1024) and not silent["hubert"].any()
+    assert silent["transcript"] == "" and silent["bert"].shape == (2, 768)
+    quiet = store.read_video("quiet_audio")
+    notes = store.video_metadata("quiet_audio")["attributes"]["herostore"]
+    assert notes["audio"] == "present" and notes["speech"] == "none"
+    assert quiet["transcript"] == "" and quiet["hubert"].shape[0] > 1  # real HuBERT frames of the silence
+    notes = store.video_metadata("speech_a")["attributes"]["herostore"]
+    assert notes["audio"] == "present" and notes["speech"] == "present"
+
+
+def test_failures_are_recorded_with_reasons(zarr_run):
+    report, _ = zarr_run
+    assert "empty file (0 bytes)" in report.failed["empty"]
+    assert "not a readable video" in report.failed["not_a_video"]
+    assert "not a readable video" in report.failed["corrupt"]
+    summary = report.summary()
+    assert "3 failed:" in summary and "  empty: " in summary and "  corrupt: " in summary
+
+
+def test_resume_skips_complete_videos_then_overwrite(zarr_run, clips, tiny_dir):
+    _, out = zarr_run
+    again = run_extraction(clips["speech_a"].parent, out, model_dir=tiny_dir, progress=False)
+    assert again.written == [] and sorted(again.skipped) == sorted(GOOD) and sorted(again.failed) == sorted(BAD)
+    assert "video_mae" not in again.timings  # nothing was run through the models
+    before = FeatureStore(out).read_video("very_short")
+    redo = run_extraction(clips["very_short"], out, model_dir=tiny_dir, overwrite=True, progress=False)
+    assert redo.written == ["very_short"] and redo.ok
+    after = FeatureStore(out).read_video("very_short")
+    np.testing.assert_array_equal(before["video_mae"], after["video_mae"])  # deterministic
+    with pytest.raises(HerostoreError, match="store exists with preset 'float16', asked for 'lossless'"):
+        run_extraction(clips["very_short"], out, model_dir=tiny_dir, preset="lossless", progress=False)
+
+
+# ------------------------------------------------------------------------------------- npy and options
+
+
+def test_npy_agrees_with_zarr_and_au_option(zarr_run, clips, tiny_dir, tmp_path):
+    _, zarr_out = zarr_run
+    out = tmp_path / "features"
+    report = run_extraction([clips["speech_a"], clips["silent_video"]], out, format="npy", model_dir=tiny_dir,
+                            models={"au": TINY_AU_ID}, progress=False)
+    assert sorted(report.written) == ["silent_video", "speech_a"] and report.ok
+    assert npyfile.list_video_ids(out) == ["silent_video", "speech_a"]
+    store = FeatureStore(zarr_out)
+    for vid in ("speech_a", "silent_video"):
+        raw = np.load(out / f"{vid}.npy", allow_pickle=True).item()  # the spec's own way to read it
+        assert set(raw) == {"video_mae", "clip", "hubert", "bert", "au", "transcript"}
+        assert raw["au"].shape == (16, 1024) and raw["au"].dtype == np.float32
+        stored = store.read_video(vid)
+        assert raw["transcript"] == stored["transcript"]
+        for key in ("video_mae", "clip", "hubert", "bert"):
+            assert raw[key].dtype == np.float32
+            np.testing.assert_allclose(raw[key], stored[key].astype(np.float32), **F16, err_msg=f"{vid} {key}")
+
+
+def test_labels_text_chinese_and_pooled_outputs(clips, tiny_dir, tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([{"video_id": "speech_a", "emotion": "happy", "text": "我今天很高兴"}],
+                                 ensure_ascii=False), "utf-8")
+    out = tmp_path / "features"
+    report = run_extraction(clips["speech_a"], out, model_dir=tiny_dir, labels=labels, language="zh",
+                            video_mae_output="temporal", clip_output="cls", keyframes=2, progress=False)
+    assert report.written == ["speech_a"]
+    assert report.models["hubert"] == "TencentGameMate/chinese-hubert-large"
+    assert report.models["bert"] == "google-bert/bert-base-chinese"
+    store = FeatureStore(out)
+    features = store.read_video("speech_a")
+    assert features["video_mae"].shape == (8, 1024)
+    assert features["clip"].shape == (2, 1408)
+    assert features["bert"].shape == (6 + 2, 768)  # six characters + [CLS] + [SEP]
+    notes = store.video_metadata("speech_a")["attributes"]["herostore"]
+    assert notes["text_source"] == "labels" and notes["extraction"]["keyframes"] == 2
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _cli(argv: list[str]) -> int:
+    from herostore.cli_extract import main
+
+    return main(argv)
+
+
+def test_cli_lists_failures_and_exits_1(clips, tiny_dir, tmp_path, capsys):
+    listing = tmp_path / "bad.txt"
+    listing.write_text("\n".join(str(clips[name]) for name in BAD) + f"\n{tmp_path / 'missing.mp4'}\n")
+    out = tmp_path / "features"
+    report_path = tmp_path / "report.json"
+    code = _cli(["--video_path", str(listing), "--output_dir", str(out), "--format", "npy", "--model-dir",
+                 str(tiny_dir), "--quiet", "--report", str(report_path)])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "0 written, 0 skipped (already complete), 4 failed" in printed
+    assert "  empty: " in printed and "empty file (0 bytes)" in printed
+    assert "  missing: " in printed and "no such file" in printed
+    assert set(json.loads(report_path.read_text())["failed"]) == {*BAD, "missing"}
+
+
+def test_cli_run_errors_are_one_line(tmp_path, capsys):
+    code = _cli(["--video_path", str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().startswith("error: --video_path")
+
+
+def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys, monkeypatch):
+    calls = []
+    real = pipeline_module.extract_batch
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "extract_batch", interrupt_second)
+    out = tmp_path / "features"
+    code = _cli(["--video_path", str(clips["odd_fps"]), str(clips["portrait"]), "--output_dir", str(out),
+                 "--model-dir", str(tiny_dir), "--quiet"])
+    assert code == 130
+    assert "interrupted" in capsys.readouterr().out
+    store = FeatureStore(out)
+    assert store.video_ids() == ["odd_fps"] and store.read_video("odd_fps")["clip"].shape == (257, 1408)
+
+
+def test_script_is_the_spec_invocation(clips, tiny_dir, tmp_path):
+    out = tmp_path / "dataset_root" / "features"
+    script = [sys.executable, str(REPO / "scripts" / "extract_features.py"), "--video_path", str(clips["empty"]),
+              "--output_dir", str(out), "--format", "npy", "--quiet"]
+    done = subprocess.run([*script, "--model-dir", str(tiny_dir)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 1, done.stderr
+    assert "  empty: " in done.stdout and "empty file (0 bytes)" in done.stdout
+    missing = subprocess.run([*script, "--model-dir", str(tmp_path / "no-models")], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert missing.returncode == 2
+    assert "error: video_mae model 'MCG-NJU/videomae-large': no folder" in missing.stderr
+
+
+def test_main_cli_has_the_extract_subcommand():
+    from herostore.cli import build_parser
+    from herostore.cli_extract import run
+
+    args = build_parser().parse_args(["extract", "--video_path", "v.mp4", "--output_dir", "out"])
+
+    assert args.func is run and args.format == "zarr"
+
+
+# ----------------------------------------------------------------------------------------------- dask
+
+
+def test_dask_two_workers_write_into_one_store(zarr_run, clips, tiny_dir, tmp_path):
+    from distributed import LocalCluster
+
+    _, zarr_out = zarr_run
+    out = tmp_path / "features"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        report = run_extraction([clips["speech_a"], clips["portrait"], clips["empty"]], out, model_dir=tiny_dir,
+                                scheduler=cluster.scheduler_address, progress=False)
+    assert sorted(report.written) == ["portrait", "speech_a"]
+    assert list(report.failed) == ["empty"] and "empty file" in report.failed["empty"]
+    assert report.timings["video_mae"] > 0
+    store, reference = FeatureStore(out), FeatureStore(zarr_out)
+    for vid in ("speech_a", "portrait"):
+        got, want = store.read_video(vid), reference.read_video(vid)
+        for key in ("video_mae", "clip", "hubert", "bert"):
+            assert got[key].shape == want[key].shape
+            np.testing.assert_allclose(got[key].astype(np.float32), want[key].astype(np.float32), **F16)
