@@ -72,7 +72,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.workdir, videos=args.videos)
+    return run_demo(args.workdir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,9 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parallel_flags(p)
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("demo", help="the whole pipeline on generated sample data, offline")
+    p = sub.add_parser("demo", help="the whole pipeline on generated sample clips with tiny offline models",
+                       description="Generate sample clips with sound, extract features into a store with "
+                                   "random-weight test models, validate, export to .npy, import back, print info "
+                                   "and load a batch from each format. Offline; a few minutes on 2 CPU cores.")
     p.add_argument("--workdir", default="herostore-demo", help="where the demo writes (default ./herostore-demo)")
-    p.add_argument("--videos", type=int, default=4, help="how many sample videos (default 4)")
     p.set_defaults(func=cmd_demo)
 
     add_extract_parser(sub)

@@ -211,9 +211,7 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
         vdir = store.path / vid
         meta_bytes += (vdir / GROUP_META).stat().st_size
         meta = store.video_metadata(vid)
-        for key, note in meta["attributes"].get("herostore", {}).items():
-            if key not in ("modalities", "deviations"):
-                notes[f"{key}={note}"] += 1
+        notes.update(_countable_notes(meta["attributes"].get("herostore", {})))
         for key, shape in store.shapes(vid).items():
             lengths.setdefault(key, []).append(shape[0])
             raw[key] += int(np.prod(shape)) * SPEC_DTYPE.itemsize
@@ -243,6 +241,16 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
         "modalities": modalities,
         "notes": dict(notes),
     }
+
+
+def _countable_notes(info: dict[str, Any]) -> list[str]:
+    """The notes worth counting over a store: scalar facts (``audio=missing``), not per-video details."""
+    found = [f"{k}={v}" for k, v in info.items()
+             if k not in ("modalities", "deviations") and isinstance(v, (str, int, float, bool))]
+    extraction = info.get("extraction")
+    if isinstance(extraction, dict) and extraction.get("random_weight_test_models"):
+        found.append("features from RANDOM-WEIGHT test models")
+    return found
 
 
 def render_info(info: dict[str, Any]) -> str:

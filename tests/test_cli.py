@@ -51,3 +51,21 @@ def test_module_entry_point_and_help():
     assert result.returncode == 0
     for command in ("import-npy", "export-npy", "validate", "info", "stats", "labels", "demo"):
         assert command in result.stdout
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path):
+    """The README's main job, as a newcomer runs it."""
+    done = subprocess.run([sys.executable, "-m", "herostore", "demo", "--workdir", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "extract done: 6 written, 0 skipped (already complete), 0 failed" in out
+    assert "RANDOM-WEIGHT test models" in out
+    assert out.count("OK, no deviation from the spec") == 2
+    assert "identical batches from every format" in out and "demo finished" in out
+    store = tmp_path / "demo" / "dataset" / "features"
+    assert json.loads((store / "silent_video" / "zarr.json").read_text())["attributes"]["herostore"]["audio"] == "missing"
+    exported = np.load(tmp_path / "demo" / "npy" / "features" / "speech_a.npy", allow_pickle=True).item()
+    assert exported["video_mae"].shape == (1568, 1024) and exported["clip"].shape == (257, 1408)
+    assert exported["hubert"].shape[1] == 1024 and exported["bert"].shape[1] == 768
+    assert isinstance(exported["transcript"], str)
