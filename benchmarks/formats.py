@@ -17,6 +17,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,15 +109,16 @@ class HerostoreFormat(Format):
 
 
 class HerostoreReader:
-    """A herostore reader; ``blosc_threads`` sets numcodecs' Blosc threads while it is open."""
+    """A herostore reader. ``single_core=True`` reads as on one core: ``threads=1`` and numcodecs' Blosc
+    decoding on the calling thread (``numcodecs.blosc.use_threads = False``) while it is open."""
 
-    def __init__(self, reader: Any, blosc_threads: int | None = None):
+    def __init__(self, reader: Any, single_core: bool = False):
         self.reader = reader
-        self.threads = None
-        if blosc_threads is not None:
+        self.previous: Any = ...
+        if single_core:
             from numcodecs import blosc
 
-            self.threads = blosc.set_nthreads(blosc_threads)  # returns the previous setting
+            self.previous, blosc.use_threads = blosc.use_threads, False
 
     def read(self, vid: str, modalities: Sequence[str]) -> tuple[Arrays, str]:
         record = self.reader.read(vid, modalities)
@@ -126,20 +128,21 @@ class HerostoreReader:
         close = getattr(self.reader, "close", None)
         if callable(close):
             close()
-        if self.threads is not None:
+        if self.previous is not ...:
             from numcodecs import blosc
 
-            blosc.set_nthreads(self.threads)
+            blosc.use_threads = self.previous
 
 
 class ChunkLimitReader:
     """The decode limit: the same chunk files read and decoded with the same codec, and nothing else.
 
     Every video's metadata is parsed once when opening (not timed), so a read is: open each chunk file,
-    read its bytes, blosc-decode them into the output array.
+    read its bytes, blosc-decode them into the output array. With ``threads > 1`` the chunks of a sample
+    are shared among that many threads, largest first, as the herostore reader does.
     """
 
-    def __init__(self, path: Path, modalities_all: Sequence[str]):
+    def __init__(self, path: Path, threads: int = 1):
         from numcodecs import Blosc
 
         shuffles = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
@@ -166,41 +169,50 @@ class ChunkLimitReader:
                 files = [f"{path}/{vid}/{key}/c/{i}/0" for i in range(n_chunks)]
                 plans[key] = (shape, np.dtype(meta["data_type"]), rows, codec, files)
             self.plans[vid] = plans
-        self.buf = np.empty(64 << 20, np.uint8)
-        self.spare = np.empty(64 << 20, np.uint8)
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def read(self, vid: str, modalities: Sequence[str]) -> tuple[Arrays, str]:
         plans = self.plans[vid]
         out: Arrays = {}
-        buf, spare = memoryview(self.buf), memoryview(self.spare)
+        jobs = []
         for key in modalities:
             if key not in plans:
                 continue
             shape, dtype, rows, codec, files = plans[key]
             array = np.empty(shape, dtype)
             raw = memoryview(array.reshape(-1).view(np.uint8))
-            row_bytes = raw.nbytes // shape[0]
-            chunk_bytes = rows * row_bytes
-            for i, name in enumerate(files):
-                dest = raw[i * chunk_bytes:(i + 1) * chunk_bytes]
-                fd = os.open(name, os.O_RDONLY)
-                try:
-                    if codec is None:
-                        os.readv(fd, [dest])
-                        continue
-                    n = os.readv(fd, [buf])
-                finally:
-                    os.close(fd)
-                if len(dest) == chunk_bytes:
-                    codec.decode(buf[:n], out=dest)
-                else:  # the last chunk is stored full size
-                    codec.decode(buf[:n], out=spare[:chunk_bytes])
-                    dest[:] = spare[:len(dest)]
+            chunk_bytes = rows * (raw.nbytes // shape[0])
+            jobs += [(name, raw[i * chunk_bytes:(i + 1) * chunk_bytes], codec, chunk_bytes)
+                     for i, name in enumerate(files)]
             out[key] = array
+        if self.pool is None or len(jobs) < 2:
+            for job in jobs:
+                _limit_job(*job)
+        else:
+            jobs.sort(key=lambda job: -len(job[1]))
+            for _ in self.pool.map(lambda job: _limit_job(*job), jobs):
+                pass
         return out, self.transcripts[vid]
 
     def close(self) -> None:
-        pass
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def _limit_job(name: str, dest: memoryview, codec: Any, chunk_bytes: int) -> None:
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        if codec is None:
+            os.readv(fd, [dest])
+            return
+        data = os.read(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    if len(dest) == chunk_bytes:
+        codec.decode(data, out=dest)
+    else:  # the last chunk is stored full size
+        dest[:] = memoryview(codec.decode(data))[: len(dest)]
 
 
 # -- HDF5 ---------------------------------------------------------------------------
@@ -454,8 +466,7 @@ def make_formats(root: Path, candidates: bool = False) -> list[Format]:
 
 def make_read_paths(formats: Sequence[Format]) -> list[ReadPath]:
     from herostore.presets import DEFAULT_PRESET
-    from herostore.reader import NpyReader, ZarrReader, open_reader
-    from herostore.schema import ARRAY_KEYS
+    from herostore.reader import NpyReader, ZarrReader, default_threads, open_reader
 
     paths: list[ReadPath] = []
     for fmt in formats:
@@ -471,13 +482,14 @@ def make_read_paths(formats: Sequence[Format]) -> list[ReadPath]:
             paths.append(ReadPath(f"{name} fast", fmt, lambda p: HerostoreReader(open_reader(p, fast=True)),
                                   "herostore open_reader (fast path)", hero_dataset=True))
             if fmt.preset.name == DEFAULT_PRESET:
-                paths.append(ReadPath(f"{name} fast 1thr", fmt,
-                                      lambda p: HerostoreReader(open_reader(p, fast=True), blosc_threads=1),
-                                      "herostore fast path, numcodecs Blosc limited to 1 thread"))
+                paths.append(ReadPath(f"{name} fast 1core", fmt,
+                                      lambda p: HerostoreReader(ZarrReader(p, threads=1), single_core=True),
+                                      "herostore fast path on one core: threads=1, Blosc on the calling thread"))
             paths.append(ReadPath(f"{name} zarr", fmt, lambda p: HerostoreReader(ZarrReader(p, fast=False)),
                                   "herostore ZarrReader(fast=False) (zarr-python)", hero_dataset=True, fast=False))
-            paths.append(ReadPath(f"{name} limit", fmt, lambda p: ChunkLimitReader(p, ARRAY_KEYS),
-                                  "decode limit: chunk files read + decoded, nothing else", limit=True))
+            paths.append(ReadPath(f"{name} limit", fmt, lambda p: ChunkLimitReader(p, default_threads()),
+                                  "decode limit: chunk files read + decoded on as many threads as the reader, "
+                                  "nothing else", limit=True))
         elif isinstance(fmt, Hdf5File):
             paths.append(ReadPath(fmt.key, fmt, Hdf5Reader, "h5py, file opened once"))
         elif isinstance(fmt, LmdbFormat):

@@ -22,8 +22,11 @@ and pickling drops every cache. Nothing is cached per video, so memory stays fla
 however many videos are read; only decoder objects (one per codec config) are kept.
 The reader is also safe to share between threads.
 
-Blosc threads are left as numcodecs sets them (``numcodecs.blosc.use_threads``,
-``set_nthreads``); ``benchmarks/read_speed.py`` measures the choices.
+A sample's chunk files are opened together, announced to the kernel
+(``POSIX_FADV_WILLNEED``, so cold reads overlap), and read and decoded on a small
+per-process thread pool when the sample is large enough (``threads``; by default 1
+inside a DataLoader worker, else up to 4). Blosc releases the GIL, so chunks decode
+in parallel. ``benchmarks/`` measures the choices.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import json
 import math
 import mmap
 import os
+import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,6 +55,9 @@ __all__ = ["NpyReader", "VideoRecord", "ZarrReader", "open_reader"]
 # smaller ones are read with one read() into the output, which measured faster than
 # mmap + munmap + page faults for tiny files.
 MMAP_MIN_BYTES = 256 * 1024
+# A sample's chunks are shared among threads only when they hold at least this much:
+# below it, handing work to threads costs more than it saves.
+PARALLEL_MIN_BYTES = 512 * 1024
 
 _DTYPES = {
     name: np.dtype(name)
@@ -204,8 +212,22 @@ def _plan(meta: Mapping[str, Any]) -> _Plan | None:
         return None
 
 
-def _read_array(array_dir: str, plan: _Plan, limit: int | None, zero_copy: bool = True) -> np.ndarray:
-    """Rows ``[:limit]`` of one array, opening only the chunk files that cover them."""
+class _ChunkJob(NamedTuple):
+    """One chunk file to read (and decode) into its rows of an output array."""
+
+    path: str
+    dest: memoryview  # the output's bytes for the chunk's rows (stored byte order until swapped)
+    plan: _Plan
+    chunk_bytes: int  # the chunk's full decoded size
+
+
+def _prepare_array(array_dir: str, plan: _Plan, limit: int | None, zero_copy: bool
+                   ) -> tuple[np.ndarray, list[_ChunkJob]]:
+    """The output for rows ``[:limit]`` of one array and the chunk jobs that fill it.
+
+    Only the chunk files that cover those rows get a job. A large uncompressed one-chunk
+    array is returned as a read-only memory map with no job (``zero_copy``).
+    """
     shape = plan.shape
     rows = shape[0] if limit is None else min(limit, shape[0])
     out_shape = (rows,) + shape[1:]
@@ -213,7 +235,6 @@ def _read_array(array_dir: str, plan: _Plan, limit: int | None, zero_copy: bool 
     chunk_rows = plan.chunk_rows
     chunk_bytes = chunk_rows * row_bytes
     n_chunks = -(-rows // chunk_rows)
-    swap = plan.swap
 
     def chunk_path(i: int) -> str:
         return f"{array_dir}/{plan.prefix}{i}{plan.suffix}"
@@ -223,34 +244,84 @@ def _read_array(array_dir: str, plan: _Plan, limit: int | None, zero_copy: bool 
         if mapped is not None:
             view = np.frombuffer(mapped, dtype=plan.stored, count=rows * row_bytes // plan.stored.itemsize)
             view = view.reshape(out_shape)
-            return view.astype(plan.native) if swap else view
+            return (view.astype(plan.native) if plan.swap else view), []
 
     out = np.empty(out_shape, plan.native)
     raw = out.reshape(-1).view(np.uint8)
-    missing: list[tuple[int, int]] = []
-    for i in range(n_chunks):
-        start, stop = i * chunk_rows, min((i + 1) * chunk_rows, rows)
-        dest = memoryview(raw[start * row_bytes : stop * row_bytes])
-        path = chunk_path(i)
-        try:
-            fd = _open_fd(path)
-        except FileNotFoundError:
-            missing.append((start, stop))  # never written: the fill value
-            continue
-        try:
-            if plan.codec is None:
-                got = _read_into(fd, dest)
-                if got != len(dest):
-                    raise StoreError(f"{path}: chunk holds {got} bytes, expected at least {len(dest)}")
+    jobs = [
+        _ChunkJob(chunk_path(i), memoryview(raw[i * chunk_rows * row_bytes : min((i + 1) * chunk_rows, rows) * row_bytes]),
+                  plan, chunk_bytes)
+        for i in range(n_chunks)
+    ]
+    return out, jobs
+
+
+def _run_jobs(jobs: Sequence[_ChunkJob], threads: int) -> None:
+    """Read and decode every chunk job, on ``threads`` threads when there is enough work to share.
+
+    All chunk files are opened first and the kernel is told they will be needed
+    (``POSIX_FADV_WILLNEED``), so on a cold cache their reads proceed together while the
+    first chunks decode. Blosc and file reads release the GIL, so threads decode in parallel.
+    """
+    if not jobs:
+        return
+    fds: list[int | None] = []
+    try:
+        for job in jobs:
+            try:
+                fd = _open_fd(job.path)
+            except FileNotFoundError:
+                fd = None  # never written: the fill value
             else:
-                _decode(plan.codec, _read_all(fd), dest, chunk_bytes, path)
-        finally:
-            os.close(fd)
-    if swap:
-        out.byteswap(inplace=True)
-    for start, stop in missing:
-        out[start:stop] = plan.fill
-    return out
+                if len(jobs) > 1:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            fds.append(fd)
+        total = sum(len(job.dest) for job in jobs)
+        if threads > 1 and len(jobs) > 1 and total >= PARALLEL_MIN_BYTES:
+            order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].dest))  # largest first
+            for _ in _thread_pool(threads).map(lambda i: _run_job(jobs[i], fds[i]), order):
+                pass
+        else:
+            for job, fd in zip(jobs, fds):
+                _run_job(job, fd)
+    finally:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+
+
+def _run_job(job: _ChunkJob, fd: int | None) -> None:
+    plan, dest = job.plan, job.dest
+    if fd is None:
+        np.frombuffer(dest, dtype=plan.stored)[:] = plan.fill
+    elif plan.codec is None:
+        got = _read_into(fd, dest)
+        if got != len(dest):
+            raise StoreError(f"{job.path}: chunk holds {got} bytes, expected at least {len(dest)}")
+    else:
+        _decode(plan.codec, _read_all(fd), dest, job.chunk_bytes, job.path)
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """This process's pool of ``threads`` threads (a pool never crosses a fork)."""
+    key = (os.getpid(), threads)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="herostore-read")
+    return pool
+
+
+def default_threads() -> int:
+    """Threads a reader uses per sample: 1 inside a DataLoader worker (the workers already use the
+    cores), else the CPUs this process may run on, at most 4."""
+    torch_data = sys.modules.get("torch.utils.data")
+    if torch_data is not None and torch_data.get_worker_info() is not None:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
 
 
 def _decode(codec: Any, data: bytes, dest: memoryview, chunk_bytes: int, path: str) -> None:
@@ -311,7 +382,8 @@ class ZarrReader:
     the fast path read uncompressed one-chunk arrays into fresh writable arrays
     instead of returning read-only views of a memory map: slower when only part of
     an array is used (the HERO loader keeps 64 rows), faster when all of it is
-    copied anyway. ``storage_options`` are passed to fsspec for URLs
+    copied anyway. ``threads`` shares a sample's chunks among that many threads
+    (``None``: ``default_threads()``). ``storage_options`` are passed to fsspec for URLs
     (``s3://bucket/features``).
     """
 
@@ -323,8 +395,11 @@ class ZarrReader:
         *,
         fast: bool = True,
         zero_copy: bool = True,
+        threads: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads={threads!r}: expected an int >= 1, or None for the default")
         text = os.fspath(path)
         text = text.removeprefix("file://")
         self.url: str | None = text.rstrip("/") if _is_url(text) else None
@@ -332,6 +407,7 @@ class ZarrReader:
         self.storage_options = dict(storage_options or {})
         self.fast = fast
         self.zero_copy = zero_copy
+        self.threads = threads
         self._root_info: dict[str, Any] | None = None
         self._ids: list[str] | None = None
         self._proc: dict[str, Any] = {}
@@ -403,11 +479,12 @@ class ZarrReader:
     # -- listing -------------------------------------------------------------------
 
     def video_ids(self) -> list[str]:
-        """Every video, sorted (one directory listing, cached)."""
+        """Every complete video, sorted (one directory listing and a stat per video, cached)."""
         if self._ids is None:
             if self.url is None:
-                with os.scandir(self.path) as entries:
-                    ids = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+                with os.scandir(self.path) as entries:  # a video is a folder with its zarr.json
+                    ids = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()
+                           and os.path.isfile(os.path.join(e.path, GROUP_META))]
             else:
                 import fsspec
 
@@ -484,6 +561,8 @@ class ZarrReader:
             return self._read_zarr(video_id, wanted, limits)
         arrays: dict[str, np.ndarray] = {}
         slow: list[str] = []
+        jobs: list[_ChunkJob] = []
+        swapped: list[np.ndarray] = []
         for key in wanted:
             meta = metadata.get(key)
             if not isinstance(meta, dict) or meta.get("node_type") != "array":
@@ -492,13 +571,27 @@ class ZarrReader:
             if plan is None:
                 slow.append(key)
                 arrays[key] = None  # type: ignore[assignment]  # keeps the requested order
-            else:
-                arrays[key] = _read_array(f"{video_dir}/{key}", plan, limits.get(key), self.zero_copy)
+                continue
+            arrays[key], array_jobs = _prepare_array(f"{video_dir}/{key}", plan, limits.get(key), self.zero_copy)
+            jobs += array_jobs
+            if array_jobs and plan.swap:
+                swapped.append(arrays[key])
+        _run_jobs(jobs, self.threads if self.threads is not None else default_threads())
+        for array in swapped:
+            array.byteswap(inplace=True)
         if slow:
             group = self._open_group(video_id)
             for key in slow:
                 arrays[key] = _zarr_rows(group[key], limits.get(key))
-        return VideoRecord(video_id, arrays, _transcript(attributes), _notes(attributes))
+        return VideoRecord(video_id, arrays, self._transcript(video_id, attributes), _notes(attributes))
+
+    def _transcript(self, video_id: str, attributes: Mapping[str, Any]) -> str:
+        transcript = attributes.get("transcript")
+        if not isinstance(transcript, str):
+            found = "no 'transcript' attribute" if transcript is None else f"a {type(transcript).__name__}"
+            raise SpecError(f"{self._where()}: video {video_id!r} has {found}; expected the transcript as a str "
+                            "(an empty string when there is no speech)")
+        return transcript
 
     def _not_found(self, video_id: str) -> VideoNotFoundError:
         return VideoNotFoundError(f"{self._where()}: no video {video_id!r}")
@@ -521,16 +614,13 @@ class ZarrReader:
         present = set(group.array_keys())
         arrays = {key: _zarr_rows(group[key], limits.get(key)) for key in wanted if key in present}
         attributes = group.attrs.asdict()
-        return VideoRecord(video_id, arrays, _transcript(attributes), _notes(attributes))
+        return VideoRecord(video_id, arrays, self._transcript(video_id, attributes), _notes(attributes))
 
 
 def _zarr_rows(array: Any, limit: int | None) -> np.ndarray:
     return np.asarray(array[...] if limit is None else array[: min(limit, array.shape[0])])
 
 
-def _transcript(attributes: Mapping[str, Any]) -> str:
-    transcript = attributes.get("transcript", "")
-    return transcript if isinstance(transcript, str) else str(transcript)
 
 
 class NpyReader:

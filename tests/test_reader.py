@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import threading
 import warnings
 from pathlib import Path
 
@@ -71,11 +72,21 @@ def chunk_paths(opened: list[str], key: str) -> list[str]:
 # -- the fast path equals zarr-python ------------------------------------------------
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_fast_path_equals_zarr_python(store_factory, preset):
+def test_fast_path_equals_zarr_python(store_factory, preset, threads, monkeypatch):
+    monkeypatch.setattr(reader_module, "PARALLEL_MIN_BYTES", 0)  # share even small samples among the threads
     store = store_factory(preset, n=2)
     add_odd_videos(store, long_raw=preset == "raw")
-    fast, slow = ZarrReader(store.path), ZarrReader(store.path, fast=False)
+    fast, slow = ZarrReader(store.path, threads=threads), ZarrReader(store.path, fast=False)
+    workers: set[str] = set()
+    real_run_job = reader_module._run_job
+
+    def spy_run_job(job, fd):
+        workers.add(threading.current_thread().name)
+        return real_run_job(job, fd)
+
+    monkeypatch.setattr(reader_module, "_run_job", spy_run_job)
     assert fast.preset_name() == preset
     for vid in fast.video_ids():
         record, reference = fast.read(vid), slow.read(vid)
@@ -89,11 +100,14 @@ def test_fast_path_equals_zarr_python(store_factory, preset):
         assert record.transcript == reference.transcript == store.open_video(vid).attrs["transcript"]
         assert record.notes == reference.notes
     assert fast.read("long").notes == {"audio": "missing"}
+    assert any(name.startswith("herostore-read") for name in workers) == (threads > 1)
     assert fast.read("clip3d").arrays["clip"].shape == (2, 257, 1408)
     assert fast.read("tiny").arrays["au"].shape[1:] == (1024,)
 
 
-def test_missing_chunk_files_read_as_fill_value(store_factory):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_missing_chunk_files_read_as_fill_value(store_factory, threads, monkeypatch):
+    monkeypatch.setattr(reader_module, "PARALLEL_MIN_BYTES", 0)
     for preset in ("lossless", "raw"):
         store = store_factory(preset, n=1)
         add_odd_videos(store)
@@ -101,7 +115,7 @@ def test_missing_chunk_files_read_as_fill_value(store_factory):
         mae_chunk = "1" if preset == "lossless" else "0"
         os.remove(store.path / "long" / "video_mae" / "c" / mae_chunk / "0")
         os.remove(store.path / "long" / "hubert" / "c" / "0" / "0")
-        record = ZarrReader(store.path).read("long")
+        record = ZarrReader(store.path, threads=threads).read("long")
         for key in ("video_mae", "hubert", "clip"):
             assert_same(record.arrays[key], zarr_ref(store.path, "long", key))
         mae, hubert = record.arrays["video_mae"], record.arrays["hubert"]
@@ -247,7 +261,7 @@ def test_other_format_version_reads_through_zarr_python(store_factory, monkeypat
     document = json.loads(meta_path.read_text())
     document["attributes"]["herostore"]["format_version"] = 2
     meta_path.write_text(json.dumps(document))
-    monkeypatch.setattr(reader_module, "_read_array", lambda *a: pytest.fail("fast path used"))
+    monkeypatch.setattr(reader_module, "_prepare_array", lambda *a: pytest.fail("fast path used"))
     record = ZarrReader(store.path).read("video_000")
     assert_same(record.arrays["clip"], zarr_ref(store.path, "video_000", "clip"))
 
@@ -258,7 +272,7 @@ def test_video_without_consolidated_metadata_reads_through_zarr_python(store_fac
     document = json.loads(meta_path.read_text())
     del document["consolidated_metadata"]
     meta_path.write_text(json.dumps(document))
-    monkeypatch.setattr(reader_module, "_read_array", lambda *a: pytest.fail("fast path used"))
+    monkeypatch.setattr(reader_module, "_prepare_array", lambda *a: pytest.fail("fast path used"))
     record = ZarrReader(store.path).read("video_000", max_rows={"bert": 2})
     assert_same(record.arrays["bert"], zarr_ref(store.path, "video_000", "bert")[:2])
     assert record.transcript == store.open_video("video_000").attrs["transcript"]
@@ -469,3 +483,27 @@ def test_store_with_copied_video_dir(store_factory):
     a, b = ZarrReader(src.path).read("video_000"), ZarrReader(dst.path).read("moved")
     for key in a.arrays:
         assert_same(a.arrays[key], b.arrays[key])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("value", [None, 3])
+def test_missing_or_non_str_transcript_is_an_error(store_factory, fast, value):
+    store = store_factory("lossless", n=1)
+    meta_path = store.path / "video_000" / "zarr.json"
+    document = json.loads(meta_path.read_text())
+    if value is None:
+        del document["attributes"]["transcript"]
+    else:
+        document["attributes"]["transcript"] = value
+    meta_path.write_text(json.dumps(document))
+    found = "no 'transcript' attribute" if value is None else "a int"
+    with pytest.raises(SpecError, match=f"video 'video_000' has {found}; expected the transcript as a str"):
+        ZarrReader(store.path, fast=fast).read("video_000")
+
+
+def test_folders_without_zarr_json_are_not_videos(store_factory):
+    store = store_factory("lossless", n=2)
+    (store.path / "stray").mkdir()
+    reader = ZarrReader(store.path)
+    assert reader.video_ids() == ["video_000", "video_001"]
+    assert "stray" not in reader
