@@ -529,10 +529,12 @@ def markdown(r: dict[str, Any], command: str) -> str:
     lines.append(f"| 1,000,000 (projected) | – | {pj['open_read_s']:.4f} | – | {pj['rss_after_open_read_mb']:.0f} | "
                  f"{pj['per_sample_ms_median']:.3f} (linear), {pj['per_sample_ms_median_log_model']:.3f} (log n) | "
                  f"{pj['list_ids_s']:.2f} | {pj['rss_after_list_mb']:.0f} |")
-    lines += ["", "Per-sample times are the best of each round's median (rounds alternate the sizes): "
-              + "; ".join(f"{int(n):,}: " + ", ".join(f"{x:.3f}" for x in v["per_sample_ms_median_all_rounds"])
-                          for n, v in s.items()) + " ms. Projection: linear through the two sizes (a negative slope "
-              "counts as flat); per-sample also with a log(n) model (directory index lookups)."]
+    lines += ["", "Per-sample times: the median of reads of random videos of both stores measured side by side in "
+              "one process, alternating blocks of 25 reads (warm). The medians of each fresh probe process, for "
+              "comparison: " + "; ".join(f"{int(n):,}: " + ", ".join(
+                  f"{x:.3f}" for x in v["per_sample_ms_median_fresh_processes"]) for n, v in s.items())
+              + " ms. Projection: linear through the two sizes (a negative slope counts as flat); per-sample also "
+              "with a log(n) model (directory index lookups)."]
     lines += ["", "## Targets", "", "| target | data | value | target | met |", "|---|---|---:|---:|---|"]
     for g in r["targets"]:
         lines.append(f"| {g['target']} | {g['data']} | {g['value']:.3g} | {g['op']} {g['limit']:g} | "

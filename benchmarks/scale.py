@@ -8,6 +8,8 @@ result is what writing ``n`` videos would give, without paying ``n`` zarr-python
 ``probe`` runs in a fresh interpreter (``python -m benchmarks.scale PATH N READS``) so its memory is that of a
 process that opens the store and reads from it: import time, ``open_reader`` + the first read, RSS, the files
 opened by that, per-sample read time over random videos (warm), and the time and memory to list every id.
+``compare_reads`` measures the per-sample read time of all sizes side by side in one process, in alternating
+blocks, which is what the size-to-size comparison uses.
 """
 
 from __future__ import annotations
@@ -133,11 +135,37 @@ def probe(path: str, n: int, reads: int) -> dict[str, Any]:
     }
 
 
-def _probe_once(path: Path, n: int, reads: int) -> dict[str, Any]:
+def compare_reads(stores: dict[int, str], reads: int, block: int = 25) -> dict[int, dict[str, Any]]:
+    """Per-sample read time of every store measured in one process, in alternating blocks of ``block`` reads
+    of random videos, so that drifting machine load hits every store alike (warm cache, after a warm-up pass)."""
+    from herostore.reader import open_reader
+
+    rng = np.random.default_rng(1)
+    readers = {n: open_reader(path) for n, path in stores.items()}
+    plans = {n: [scale_id(int(i)) for i in rng.integers(0, n, reads)] for n in stores}
+    for n, ids in plans.items():
+        for vid in ids:
+            readers[n].read(vid)
+    times: dict[int, list[float]] = {n: [] for n in stores}
+    for start in range(0, reads, block):
+        for n, ids in plans.items():
+            for vid in ids[start:start + block]:
+                t0 = time.perf_counter()
+                readers[n].read(vid)
+                times[n].append(time.perf_counter() - t0)
+    return {n: {"per_sample_ms_median": float(np.median(t)) * 1e3, "per_sample_ms_mean": float(np.mean(t)) * 1e3,
+                "reads": len(t)} for n, t in times.items()}
+
+
+def _run_module(*args: str) -> Any:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "benchmarks.scale", str(path), str(n), str(reads)],
+    out = subprocess.run([sys.executable, "-m", "benchmarks.scale", *args],
                          capture_output=True, text=True, cwd=REPO, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _probe_once(path: Path, n: int, reads: int) -> dict[str, Any]:
+    return _run_module(str(path), str(n), str(reads))
 
 
 def run_probes(stores: dict[int, Path], reads: int, rounds: int) -> dict[int, dict[str, Any]]:
@@ -148,13 +176,15 @@ def run_probes(stores: dict[int, Path], reads: int, rounds: int) -> dict[int, di
     for _ in range(rounds):
         for n, path in stores.items():
             runs[n].append(_probe_once(path, n, reads))
+    compared = _run_module("--compare", str(reads * rounds), *(f"{n}={path}" for n, path in stores.items()))
     out = {}
     for n, rs in runs.items():
         best = dict(rs[0])
-        for key in ("per_sample_ms_median", "per_sample_ms_mean", "open_read_s", "open_s", "list_ids_s", "import_s"):
+        for key in ("open_read_s", "open_s", "list_ids_s", "import_s"):
             best[key] = min(r[key] for r in rs)
         best["open_read_s_first_run"] = rs[0]["open_read_s"]
-        best["per_sample_ms_median_all_rounds"] = [r["per_sample_ms_median"] for r in rs]
+        best["per_sample_ms_median_fresh_processes"] = [r["per_sample_ms_median"] for r in rs]
+        best.update(compared[str(n)])  # the per-sample times measured side by side in one process
         best["rounds"] = rounds
         out[n] = best
     return out
@@ -174,4 +204,8 @@ def project(small: dict[str, Any], large: dict[str, Any], target: int) -> dict[s
 
 
 if __name__ == "__main__":
-    print(json.dumps(probe(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
+    if sys.argv[1] == "--compare":  # --compare READS N=PATH N=PATH ...
+        pairs = dict(arg.split("=", 1) for arg in sys.argv[3:])
+        print(json.dumps(compare_reads({int(n): p for n, p in pairs.items()}, int(sys.argv[2]))))
+    else:
+        print(json.dumps(probe(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))

@@ -479,12 +479,16 @@ class ZarrReader:
     # -- listing -------------------------------------------------------------------
 
     def video_ids(self) -> list[str]:
-        """Every complete video, sorted (one directory listing and a stat per video, cached)."""
+        """Every video folder, sorted (one directory listing, cached; no per-video metadata is read).
+
+        Writes are atomic, so every video folder a writer made is complete; a folder put into the store by
+        hand without a ``zarr.json`` is listed too, is not ``in`` the reader, and reading it raises
+        ``VideoNotFoundError`` (``herostore validate`` reports it).
+        """
         if self._ids is None:
             if self.url is None:
-                with os.scandir(self.path) as entries:  # a video is a folder with its zarr.json
-                    ids = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()
-                           and os.path.isfile(os.path.join(e.path, GROUP_META))]
+                with os.scandir(self.path) as entries:
+                    ids = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
             else:
                 import fsspec
 

@@ -501,9 +501,11 @@ def test_missing_or_non_str_transcript_is_an_error(store_factory, fast, value):
         ZarrReader(store.path, fast=fast).read("video_000")
 
 
-def test_folders_without_zarr_json_are_not_videos(store_factory):
+def test_a_folder_without_zarr_json_is_not_a_readable_video(store_factory):
     store = store_factory("lossless", n=2)
     (store.path / "stray").mkdir()
     reader = ZarrReader(store.path)
-    assert reader.video_ids() == ["video_000", "video_001"]
-    assert "stray" not in reader
+    assert "stray" not in reader and "video_000" in reader
+    for fast in (True, False):
+        with pytest.raises(VideoNotFoundError, match=f"{store.path}: no video 'stray'"):
+            ZarrReader(store.path, fast=fast).read("stray")
