@@ -9,7 +9,7 @@ arrays as plain float arrays. The chosen preset's config is recorded in the stor
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -37,11 +37,36 @@ class Preset:
         return asdict(self)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Preset:
+    def from_config(cls, config: Any, *, source: str = "preset config") -> Preset:
+        """Rebuild a preset from ``to_config()``; ``source`` (the store's metadata file) names it in errors."""
+        if not isinstance(config, dict):
+            raise StoreError(f"{source}: preset config is {type(config).__name__} {config!r}, expected an object "
+                             f"with the fields {', '.join(_FIELDS)}")
         try:
-            return cls(**config)
+            preset = cls(**config)
         except TypeError as exc:
-            raise StoreError(f"unreadable preset config {config!r}: {exc}") from None
+            raise StoreError(f"{source}: unreadable preset config {config!r}: {exc}") from None
+        problem = preset._problem()
+        if problem:
+            raise StoreError(f"{source}: unreadable preset config {config!r}: {problem}")
+        return preset
+
+    def _problem(self) -> str | None:
+        """What makes this preset unusable, if anything."""
+        if not isinstance(self.name, str) or not self.name:
+            return f"name {self.name!r}, expected a non-empty string"
+        if self.dtype not in (None, "float16", "float32", "float64"):
+            return f"dtype {self.dtype!r}, expected null, 'float16', 'float32' or 'float64'"
+        if self.keepbits is not None and (isinstance(self.keepbits, bool) or not isinstance(self.keepbits, int)
+                                          or not 1 <= self.keepbits <= 23):
+            return f"keepbits {self.keepbits!r}, expected null or an integer from 1 to 23"
+        if self.cname is not None and self.cname not in _BLOSC_CNAMES:
+            return f"cname {self.cname!r}, expected null or one of {', '.join(_BLOSC_CNAMES)}"
+        if self.shuffle not in ("noshuffle", "shuffle", "bitshuffle"):
+            return f"shuffle {self.shuffle!r}, expected 'noshuffle', 'shuffle' or 'bitshuffle'"
+        if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
+            return f"chunk_rows {self.chunk_rows!r}, expected a positive integer"
+        return None
 
     def prepare(self, array: np.ndarray) -> np.ndarray:
         """Apply the preset's precision to one array before it is written."""
@@ -63,6 +88,9 @@ class Preset:
 
         return [BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle)]
 
+
+_FIELDS = tuple(f.name for f in fields(Preset))
+_BLOSC_CNAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
 
 PRESETS: dict[str, Preset] = {
     p.name: p

@@ -11,18 +11,24 @@ Layout (format version 1, see docs/format.md)::
 
 A video is written into ``.tmp/`` and renamed into place, so a reader sees either the
 whole video or nothing, even when the writer is killed; several processes can write
-different videos into one store at once. Each video group carries its own
-consolidated metadata, so opening a video costs one metadata read however large the
-store grows; the root never lists its videos (a million video documents would make
-opening the store cost gigabytes).
+different videos into one store at once. Scratch entries are named
+``<host>-<pid>-<uuid>``; ``clean_scratch`` removes those of dead writers on this host
+and puts back a video whose overwrite was cut short (see ``_publish``). A folder
+without ``zarr.json`` is not a video and is not listed. Each video group carries its
+own consolidated metadata, so opening a video costs one metadata read however large
+the store grows; the root never lists its videos (a million video documents would
+make opening the store cost gigabytes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import re
 import shutil
+import socket
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
@@ -38,6 +44,7 @@ from .schema import MODALITY_BY_NAME, CheckedFeatures, check_features, check_mod
 FORMAT_NAME = "herostore"
 FORMAT_VERSION = 1
 TMP_DIR = ".tmp"
+RETIRED_SUFFIX = ".old"
 GROUP_META = "zarr.json"
 _ID_MAX_BYTES = 200
 
@@ -92,8 +99,9 @@ class FeatureStore:
             raise StoreError(f"{self.path}: not a herostore store (no {GROUP_META})") from None
         except (OSError, ValueError) as exc:
             raise StoreError(f"{meta_path}: unreadable Zarr metadata: {exc}") from None
-        info = meta.get("attributes", {}).get(FORMAT_NAME)
-        if meta.get("zarr_format") != 3 or not isinstance(info, dict):
+        attributes = meta.get("attributes") if isinstance(meta, dict) else None
+        info = attributes.get(FORMAT_NAME) if isinstance(attributes, dict) else None
+        if not isinstance(info, dict) or meta.get("zarr_format") != 3:
             raise StoreError(f"{self.path}: a Zarr group, but not a herostore store (no '{FORMAT_NAME}' attribute)")
         version = info.get("format_version")
         if version != FORMAT_VERSION:
@@ -101,7 +109,7 @@ class FeatureStore:
                 f"{self.path}: store format version {version}, this herostore reads version {FORMAT_VERSION}"
             )
         self.attrs: dict[str, Any] = info
-        self.preset: Preset = Preset.from_config(info["preset"])
+        self.preset: Preset = Preset.from_config(info.get("preset"), source=str(meta_path))
 
     @classmethod
     def create(cls, path: str | os.PathLike, preset: str | Preset = DEFAULT_PRESET) -> FeatureStore:
@@ -116,9 +124,11 @@ class FeatureStore:
                     "write to a new store or use its preset"
                 )
             return store
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path}: exists and is not a folder; a new store needs a new or empty folder")
         if path.exists() and any(p.name != TMP_DIR for p in path.iterdir()):
             raise StoreError(f"{path}: exists and is not empty; a new store needs a new or empty folder")
-        path.mkdir(parents=True, exist_ok=True)
+        make_folder(path, "the store folder")
         attributes = {
             FORMAT_NAME: {
                 "format_version": FORMAT_VERSION,
@@ -133,9 +143,20 @@ class FeatureStore:
     # -- listing -------------------------------------------------------------------
 
     def video_ids(self) -> list[str]:
-        """Every complete video, sorted."""
+        """Every complete video (a folder holding ``zarr.json``), sorted."""
+        return sorted(name for name, is_video in self._folders() if is_video)
+
+    def stray_folders(self) -> list[str]:
+        """Folders in the store that are not videos (no ``zarr.json``, e.g. an interrupted copy), sorted."""
+        return sorted(name for name, is_video in self._folders() if not is_video)
+
+    def _folders(self) -> list[tuple[str, bool]]:
         with os.scandir(self.path) as entries:
-            return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+            return [
+                (e.name, os.path.isfile(os.path.join(e.path, GROUP_META)))
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir()
+            ]
 
     def __contains__(self, video_id: object) -> bool:
         return isinstance(video_id, str) and (self.path / check_video_id(video_id) / GROUP_META).is_file()
@@ -178,7 +199,7 @@ class FeatureStore:
     def _scratch_dir(self, video_id: str) -> Path:
         tmp = self.path / TMP_DIR
         tmp.mkdir(exist_ok=True)
-        return tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
+        return tmp / f"{_host()}-{os.getpid()}-{uuid.uuid4().hex}"
 
     def _write_group(self, where: Path, video_id: str, checked: CheckedFeatures, notes: Mapping[str, Any]) -> None:
         import zarr
@@ -223,9 +244,22 @@ class FeatureStore:
                 raise
         if not overwrite:
             return False  # another writer finished this video first
-        retired = scratch.with_name(scratch.name + ".old")
-        os.rename(target, retired)
-        os.rename(scratch, target)
+        # The old copy waits under .tmp/<host>-<pid>-<uuid>.old/<video_id> until the new one is in place: if this
+        # process dies between the two renames, clean_scratch finds the video missing and puts the old copy back.
+        retired = scratch.with_name(scratch.name + RETIRED_SUFFIX)
+        retired.mkdir()
+        try:
+            os.rename(target, retired / target.name)
+        except OSError:
+            retired.rmdir()
+            raise
+        try:
+            os.rename(scratch, target)
+        except OSError:
+            with contextlib.suppress(OSError):  # put the old copy back; else clean_scratch will
+                os.rename(retired / target.name, target)
+                retired.rmdir()
+            raise
         shutil.rmtree(retired, ignore_errors=True)
         return True
 
@@ -252,17 +286,44 @@ class FeatureStore:
         shutil.rmtree(retired, ignore_errors=True)
 
     def clean_scratch(self) -> int:
-        """Remove scratch folders left by writers that died (their pid is gone)."""
-        removed = 0
+        """Clear the scratch entries of dead writers on this host; return how many were cleared.
+
+        Only entries named after this host are judged: a pid means nothing on another machine writing to the
+        same shared filesystem. An overwrite cut short between its two renames left the old copy in a
+        ``.old`` entry and no video in place: that copy is moved back (with a warning) instead of deleted.
+        """
         tmp = self.path / TMP_DIR
         if not tmp.is_dir():
             return 0
-        for entry in tmp.iterdir():
-            pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
-        return removed
+        host = _host()
+        cleared = 0
+        for entry in sorted(tmp.iterdir()):
+            owner = _scratch_owner(entry.name)
+            if owner is None or owner[0] != host or _pid_alive(owner[1]):
+                continue
+            if entry.name.endswith(RETIRED_SUFFIX) and entry.is_dir():
+                self._restore_retired(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+            cleared += 1
+        return cleared
+
+    def _restore_retired(self, entry: Path) -> None:
+        for old in entry.iterdir():
+            try:
+                target = self.video_path(old.name)
+            except InvalidVideoIdError:
+                continue
+            if not (old / GROUP_META).is_file():
+                continue
+            try:
+                os.rename(old, target)  # fails if a writer has put a video there since: then the old copy goes
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                continue
+            warnings.warn(f"{self.path}: restored video {old.name!r} from {entry.name}: its overwrite was cut "
+                          f"short (the writer died between retiring the old copy and publishing the new one)",
+                          stacklevel=3)
 
     # -- reading (zarr-python; see herostore.reader for the fast path) --------------
 
@@ -292,11 +353,24 @@ class FeatureStore:
     def read_video(self, video_id: str, modalities: Iterable[str] | None = None) -> dict[str, Any]:
         """A spec dict of the stored arrays (stored dtype) and the transcript."""
         group = self.open_video(video_id)
-        present = set(group.attrs[FORMAT_NAME]["modalities"])
-        wanted = [m for m in check_modalities(modalities) if m in present]
-        features: dict[str, Any] = {key: np.asarray(group[key][...]) for key in wanted}
+        features = self._read_arrays(group, video_id, modalities)
+        if "transcript" not in group.attrs:
+            raise StoreError(f"{self.path}: video {video_id!r}: {GROUP_META} has no 'transcript' attribute")
         features["transcript"] = group.attrs["transcript"]
         return features
+
+    def read_arrays(self, video_id: str, modalities: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """The stored arrays (stored dtype) of the video's modalities, without the transcript."""
+        return self._read_arrays(self.open_video(video_id), video_id, modalities)
+
+    def _read_arrays(self, group: Any, video_id: str, modalities: Iterable[str] | None) -> dict[str, np.ndarray]:
+        info = group.attrs.get(FORMAT_NAME)
+        if not isinstance(info, dict) or not isinstance(info.get("modalities"), list):
+            raise StoreError(f"{self.path}: video {video_id!r}: {GROUP_META} has no '{FORMAT_NAME}' attribute "
+                             f"listing its modalities (not written by herostore, or edited)")
+        present = set(info["modalities"])
+        wanted = [m for m in check_modalities(modalities) if m in present]
+        return {key: np.asarray(group[key][...]) for key in wanted}
 
 
 def spec_dims_note(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
@@ -306,6 +380,29 @@ def spec_dims_note(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
         for key, shape in shapes.items()
         if key in MODALITY_BY_NAME and shape[-1] != MODALITY_BY_NAME[key].dim
     ]
+
+
+def _host() -> str:
+    """This machine's name as used in scratch entry names (file-name safe, no '-' ambiguity for the pid)."""
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "localhost"
+
+
+def _scratch_owner(name: str) -> tuple[str, int] | None:
+    """``(host, pid)`` of a ``<host>-<pid>-<uuid>[.old]`` scratch entry, ``None`` for anything else."""
+    parts = name.removesuffix(RETIRED_SUFFIX).rsplit("-", 2)
+    if len(parts) != 3 or not parts[0] or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def make_folder(path: Path, what: str) -> None:
+    """``mkdir -p path``, or a ``StoreError`` naming ``path`` (and the file in the way, if one is)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+        raise StoreError(f"{path}: cannot create {what}: {reason}") from None
 
 
 def _pid_alive(pid: int) -> bool:
