@@ -18,7 +18,7 @@ from . import npyfile
 from .errors import StoreError
 from .parallel import JobReport, Outcome, map_videos
 from .presets import DEFAULT_PRESET, Preset, get_preset
-from .store import FeatureStore, check_video_id, is_store
+from .store import FeatureStore, check_video_id, is_store, make_folder
 
 FEATURES_DIR = "features"
 LABEL_FILES = ("labels.json", "classes.json")
@@ -101,7 +101,7 @@ def export_npy(
     store = FeatureStore(src_features)
     dst_root = Path(dst_root)
     features_dir = dst_root / FEATURES_DIR
-    features_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(features_dir, "the export's features folder")
     copy_label_files(src_features, dst_root)
     items = [(vid,) for vid in store.video_ids()]
     job = partial(_export_one, store_path=str(store.path), features_dir=str(features_dir), overwrite=overwrite)
@@ -119,5 +119,5 @@ def _export_one(video_id: str, *, store_path: str, features_dir: str, overwrite:
         for key, value in features.items()
         if key != "transcript" and value.dtype.itemsize > 4
     ]
-    npyfile.save_features(target, features)
+    npyfile.save_features(target, features, source=f"{store_path}: video {video_id!r}")
     return Outcome(video_id, "written", notes=notes)

@@ -99,24 +99,32 @@ def load_features(path: str | os.PathLike, *, strict: bool = False) -> CheckedFe
     return check_features(load_dict(path), source=str(path), strict=strict)
 
 
-def spec_dict(features: Mapping[str, Any] | CheckedFeatures) -> dict[str, Any]:
-    """The spec's dict: float32 arrays and a str transcript; `au` only when present."""
+def spec_dict(features: Mapping[str, Any] | CheckedFeatures, *, source: str = "features") -> dict[str, Any]:
+    """The spec's dict: float32 arrays and a str transcript; `au` only when present.
+
+    ``source`` (the file or video the features come from) names them in errors.
+    """
     if isinstance(features, CheckedFeatures):
         arrays, transcript = features.arrays, features.transcript
     else:
         arrays = {k: features[k] for k in ARRAY_KEYS if k in features}
         transcript = features.get(TRANSCRIPT_KEY)
     if not isinstance(transcript, str):
-        raise SpecError(f"key 'transcript' must be str, found {type(transcript).__name__}")
+        raise SpecError(f"{source}: key 'transcript' must be str, found {type(transcript).__name__}")
     out: dict[str, Any] = {k: np.ascontiguousarray(np.asarray(v), dtype=SPEC_DTYPE) for k, v in arrays.items()}
     out[TRANSCRIPT_KEY] = transcript
     return out
 
 
-def save_features(path: str | os.PathLike, features: Mapping[str, Any] | CheckedFeatures) -> None:
-    """Write a spec dict `.npy` atomically (temp file, then rename)."""
+def save_features(
+    path: str | os.PathLike, features: Mapping[str, Any] | CheckedFeatures, *, source: str | None = None
+) -> None:
+    """Write a spec dict `.npy` atomically (temp file, then rename).
+
+    ``source`` names where the features come from in errors (default: ``path``).
+    """
     path = Path(path)
-    payload = spec_dict(features)
+    payload = spec_dict(features, source=str(path) if source is None else source)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -81,12 +81,17 @@ def default_workers() -> int:
 
 
 def guarded(func: Callable[..., Outcome], video_id: str, *args: Any) -> Outcome:
-    """Run ``func`` for one video; an error becomes a failed outcome naming it."""
+    """Run ``func`` for one video; any ``Exception`` becomes that video's failed outcome.
+
+    One bad video (an unexpected ``KeyError`` from edited metadata, a ``TypeError`` from odd data) must not stop
+    a run over a million; ``KeyboardInterrupt`` and ``SystemExit`` are not ``Exception`` and still propagate.
+    Herostore's own errors already name the file and key; others are prefixed with their type.
+    """
     try:
         return func(video_id, *args)
     except HerostoreError as exc:
         return Outcome(video_id, "failed", str(exc))
-    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - see the docstring
         return Outcome(video_id, "failed", f"{type(exc).__name__}: {exc}")
 
 

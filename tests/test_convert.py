@@ -6,6 +6,7 @@ import pytest
 from herostore import FeatureStore, StoreError
 from herostore.convert import export_npy, import_npy
 from herostore.npyfile import save_features
+from herostore.parallel import Outcome, guarded, map_videos
 from herostore.sample import sample_features
 
 
@@ -127,3 +128,43 @@ def test_parallel_run_on_a_local_dask_cluster(npy_dataset, tmp_path):
     back = export_npy(tmp_path / "z", tmp_path / "n", workers=2, progress=False)
     assert back.ok
     _assert_same_npy_folders(npy_dataset / "features", tmp_path / "n" / "features")
+
+
+def test_export_names_the_video_whose_transcript_is_not_a_string(npy_dataset, tmp_path):
+    import_npy(npy_dataset, tmp_path / "z", preset="lossless", workers=1, progress=False)
+    meta_path = tmp_path / "z" / "features" / "video_002" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["transcript"] = 5
+    meta_path.write_text(json.dumps(meta))
+    report = export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False)
+    assert report.failed == {
+        "video_002": f"{tmp_path / 'z' / 'features'}: video 'video_002': key 'transcript' must be str, found int"}
+    assert sorted(report.written) == ["video_000", "video_001", "video_003"]
+
+
+def _flaky(video_id: str, error: BaseException | None) -> Outcome:
+    if error is not None:
+        raise error
+    return Outcome(video_id, "done")
+
+
+@pytest.mark.parametrize("error, detail", [
+    (KeyError("herostore"), "KeyError: 'herostore'"),
+    (TypeError("'NoneType' object is not subscriptable"), "TypeError: 'NoneType' object is not subscriptable"),
+    (AttributeError("'list' object has no attribute 'get'"), "AttributeError: 'list' object has no attribute 'get'"),
+    (StoreError("s: video 'b': unreadable"), "s: video 'b': unreadable"),
+])
+def test_any_exception_from_one_video_is_that_videos_failure(error, detail):
+    assert guarded(_flaky, "b", error) == Outcome("b", "failed", detail)
+    report = map_videos(_flaky, [("a", None), ("b", error), ("c", None)], workers=1, progress=False)
+    assert report.failed == {"b": detail}
+    assert report.ids("done") == ["a", "c"]
+    assert f"failed:\n  b: {detail}" in report.summary()
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3)])
+def test_interrupts_still_stop_the_run(error):
+    with pytest.raises(type(error)):
+        guarded(_flaky, "b", error)
+    with pytest.raises(type(error)):
+        map_videos(_flaky, [("a", None), ("b", error), ("c", None)], workers=1, progress=False)

@@ -1,11 +1,12 @@
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 
 from herostore import SpecError, UnsafePickleError
-from herostore.npyfile import list_video_ids, load_dict, load_features, save_features
+from herostore.npyfile import list_video_ids, load_dict, load_features, save_features, spec_dict
 from herostore.sample import sample_features
 
 
@@ -158,3 +159,16 @@ def test_missing_file_error(tmp_path):
 
     with pytest.raises(VideoNotFoundError, match="nope.npy: no such feature file"):
         load_dict(tmp_path / "nope.npy")
+
+
+def test_non_string_transcript_error_names_the_source(tmp_path):
+    features = sample_features(0)
+    features["transcript"] = 5
+    path = tmp_path / "v.npy"
+    with pytest.raises(SpecError, match=f"^{re.escape(str(path))}: key 'transcript' must be str, found int$"):
+        save_features(path, features)
+    with pytest.raises(SpecError, match=r"^store: video 'v': key 'transcript' must be str, found int$"):
+        save_features(path, features, source="store: video 'v'")
+    with pytest.raises(SpecError, match=r"^from x: key 'transcript' must be str, found NoneType$"):
+        spec_dict({k: v for k, v in features.items() if k != "transcript"}, source="from x")
+    assert not path.exists() and list(tmp_path.iterdir()) == []
