@@ -73,6 +73,9 @@ def validate_dataset(root: str | os.PathLike, *, check_values: bool = True) -> V
     if fmt == "zarr":
         store = FeatureStore(features)
         video_ids = store.video_ids()
+        for name in store.stray_folders():
+            report.error(name, f"a folder in the store without {GROUP_META}, so not a video group (an interrupted "
+                               "copy, or not written by herostore); it is not listed as a video")
         for vid in video_ids:
             _check_store_video(store, vid, report, check_values)
     else:
@@ -103,7 +106,7 @@ def _check_npy_video(path: Path, report: ValidationReport, check_values: bool) -
 def _check_store_video(store: FeatureStore, video_id: str, report: ValidationReport, check_values: bool) -> None:
     try:
         meta = store.video_metadata(video_id)
-        features = store.read_video(video_id)
+        features = store.read_arrays(video_id)
     except (HerostoreError, OSError, ValueError, KeyError) as exc:
         report.error(video_id, f"unreadable video group: {exc}")
         return

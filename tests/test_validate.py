@@ -1,4 +1,6 @@
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -125,3 +127,53 @@ def test_stats_are_computed_and_recorded(zarr_dataset):
     np.testing.assert_allclose(stats["bert"]["std"], rows.std(0), rtol=1e-4, atol=1e-5)
     assert stats["bert"]["count"] == rows.shape[0]
     assert FeatureStore(zarr_dataset / "features").attrs["stats"]["au"]["count"] == 17 + 19
+
+
+def _edit_video_meta(store_path, video_id, edit):
+    path = store_path / video_id / "zarr.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+def _drop_array(store_path, video_id, key):
+    shutil.rmtree(store_path / video_id / key)
+
+    def edit(meta):
+        del meta["consolidated_metadata"]["metadata"][key]
+        meta["attributes"]["herostore"]["modalities"].remove(key)
+
+    _edit_video_meta(store_path, video_id, edit)
+
+
+def _add_float64_video(store_path, video_id):
+    wide = sample_features(5)
+    wide["hubert"] = wide["hubert"].astype(np.float64)  # the lossless preset keeps the source dtype
+    FeatureStore(store_path).write_video(video_id, wide)
+    _edit_labels(store_path.parent, lambda L: L.append({"video_id": video_id, "emotion": "sad"}))
+
+
+@pytest.mark.parametrize(
+    "defect, expected",
+    [
+        (lambda s: _drop_array(s, "video_001", "bert"),
+         "video_001 [bert] missing required array (expected [T, 768])"),
+        (lambda s: _add_float64_video(s, "wide"),
+         "wide [hubert] dtype float64, expected float32 (preset lossless)"),
+        (lambda s: _edit_video_meta(s, "video_002", lambda m: m["attributes"].update(transcript=7)),
+         "video_002 [transcript] transcript missing or not a string"),
+        (lambda s: _edit_video_meta(s, "video_002", lambda m: m["attributes"].pop("transcript")),
+         "video_002 [transcript] transcript missing or not a string"),
+        (lambda s: (s / "stray").mkdir(),
+         "stray [None] a folder in the store without zarr.json, so not a video group"),
+        (lambda s: _edit_video_meta(s, "video_003", lambda m: m["attributes"].pop("herostore")),
+         ("video_003 [None] unreadable video group: .*features: video 'video_003': zarr.json has no 'herostore' "
+          "attribute")),
+    ],
+)
+def test_feature_defects_in_a_store_are_reported(zarr_dataset, defect, expected):
+    defect(zarr_dataset / "features")
+    report = validate_dataset(zarr_dataset)
+    messages = _messages(report)
+    assert not report.ok
+    assert len(messages) == 1 and re.match(re.escape(expected).replace(r"\.\*", ".*"), messages[0]), messages
