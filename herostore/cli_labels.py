@@ -15,12 +15,16 @@ from typing import Any
 from .errors import LabelError
 from .labels import convert, write_classes, write_labels
 
+_EXTRA_HELP = ("accept labels outside the dataset's class list, appended as new classes (default: such a label is "
+               "an error, so a typo cannot become a class)")
 # Per format: (flag, keyword of the converter, extra argparse settings).
 _OPTIONS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
     "mer": [("--text-lang", "text_lang", {"choices": ["english", "chinese"], "default": "english",
-                                          "help": "transcription column used for the text (default english)"})],
+                                          "help": "transcription column used for the text (default english)"}),
+            ("--extra-classes", "allow_extra_classes", {"action": "store_true", "help": _EXTRA_HELP})],
     "meld": [("--id-prefix", "id_prefix", {"default": "", "help": "prefix for every video id; '{split}' becomes "
-                                           "train/dev/test from the file name, e.g. '{split}_'"})],
+                                           "train/dev/test from the file name, e.g. '{split}_'"}),
+             ("--extra-classes", "allow_extra_classes", {"action": "store_true", "help": _EXTRA_HELP})],
     "iemocap": [("--classes", "classes", {"choices": ["4", "6"], "default": "4",
                                           "help": "4-way (excited merged into happy) or 6-way (default 4)"})],
     "mosei": [],
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     """Convert, write both files, print one summary line; return the exit code."""
     options = {dest: getattr(args, dest) for _, dest, _ in _OPTIONS[args.kind] if getattr(args, dest) is not None}
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise LabelError(f"--out {out}: exists and is not a folder; expected a dataset root folder")
     targets = (out / "labels.json", out / "classes.json")
     if not args.force:
         existing = [str(t) for t in targets if t.exists()]
@@ -71,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
             raise LabelError(f"{', '.join(existing)} already exists; pass --force to overwrite")
     report: list[str] = []
     labels, classes = convert(args.kind, args.inputs, report=report, **options)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+        raise LabelError(f"--out {out}: cannot create the dataset root: {reason}") from None
     write_classes(targets[1], classes)
     write_labels(targets[0], labels)
     counts = Counter(label.emotion for label in labels)

@@ -56,6 +56,9 @@ MER_CLASSES: tuple[str, ...] = ("neutral", "angry", "happy", "sad", "worried", "
 MELD_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 MOSEI_EMOTIONS: tuple[str, ...] = ("happiness", "sadness", "anger", "fear", "disgust", "surprise")
 MOSEI_CLASSES: tuple[str, ...] = ("neutral",) + MOSEI_EMOTIONS
+# CMU-MultimodalSDK's label CSVs name two of the intensity columns differently (happy, sad, anger, surprise,
+# disgust, fear); either spelling is read, the classes keep the names above.
+MOSEI_ALIASES: dict[str, str] = {"happiness": "happy", "sadness": "sad"}
 # IEMOCAP: the first four follow the reference loader's emo2idx order (neutral, angry, happy, sad).
 IEMOCAP_CLASSES: dict[str, tuple[str, ...]] = {
     "4": ("neutral", "angry", "happy", "sad"),
@@ -410,24 +413,50 @@ def _counts(counter: Counter) -> str:
 
 
 def _ordered_classes(fixed: Sequence[str], labels: Iterable[Label]) -> list[str]:
-    """``fixed`` first, then any other emotions found, sorted."""
+    """``fixed`` first, then any other emotions found (only with ``allow_extra_classes``), sorted."""
     extra = sorted({label.emotion for label in labels} - set(fixed))
     return list(fixed) + extra
+
+
+class _KnownClasses:
+    """Checks each row's label against a dataset's class list: a label outside it is a ``LabelError`` naming the
+    row, unless ``allow`` is set, in which case it is counted and reported as an added class."""
+
+    def __init__(self, dataset: str, known: Sequence[str], allow: bool) -> None:
+        self.dataset, self.known, self.allow = dataset, tuple(known), bool(allow)
+        self.extra: Counter = Counter()
+
+    def check(self, emotion: str, where: str) -> None:
+        if emotion in self.known:
+            return
+        if not self.allow:
+            raise LabelError(f"{where}: label {emotion!r} is not one of the {self.dataset} classes "
+                             f"({', '.join(self.known)}); correct it, or pass allow_extra_classes=True "
+                             f"(--extra-classes) to add it as a new class")
+        self.extra[emotion] += 1
+
+    def note(self, report: list[str] | None) -> None:
+        if self.extra:
+            _note(report, f"{sum(self.extra.values())} labels outside the {self.dataset} classes added as "
+                          f"{len(self.extra)} new class(es) after them: {_counts(self.extra)}")
 
 
 # ----------------------------------------------------------------------------------------------- converters
 
 
 def convert_mer(paths: PathLike | Sequence[PathLike], *, text_lang: str = "english",
-                report: list[str] | None = None) -> list[Label]:
+                allow_extra_classes: bool = False, report: list[str] | None = None) -> list[Label]:
     """MER2023 ``train-label.csv`` / MER2024 ``label-disdim.csv`` (``name, discrete[, valence]``), and
     optionally MER2024 ``label-transcription.csv`` (``name, chinese, english``) for the text.
 
     Files are told apart by their header. Valence ``-10`` means none; any other valence becomes the sentiment.
+    A label outside ``MER_CLASSES`` is an error naming the file and line, unless ``allow_extra_classes``: then it
+    is kept (``convert`` appends it to the classes) and counted in ``report``.
     """
     if text_lang not in ("chinese", "english"):
         raise LabelError(f"text_lang {text_lang!r}: expected 'chinese' or 'english'")
     out = _Collector()
+    known = _KnownClasses("MER", MER_CLASSES, allow_extra_classes)
     texts: dict[str, str] = {}
     text_sources: dict[str, str] = {}
     for path in _paths(paths):
@@ -436,6 +465,7 @@ def convert_mer(paths: PathLike | Sequence[PathLike], *, text_lang: str = "engli
             for row in rows:
                 name = row.require("name", "a sample name")
                 emotion = row.require("discrete", "an emotion label")
+                known.check(emotion, f"{row.where} (name {name!r}): column 'discrete'")
                 valence = row.number("valence", f" (name {name!r})") if "valence" in header else None
                 sentiment = None if valence is None or valence == MER_NO_VALENCE else valence
                 out.add(Label(name, emotion, sentiment), row.where)
@@ -452,6 +482,7 @@ def convert_mer(paths: PathLike | Sequence[PathLike], *, text_lang: str = "engli
         else:
             raise LabelError(f"{path}: neither a MER label file (columns name, discrete, valence) nor a "
                              f"transcription file (columns name, chinese, english); header has: {', '.join(header)}")
+    known.note(report)
     labels = out.labels
     if text_sources:
         labels = [Label(x.video_id, x.emotion, x.sentiment, texts.get(x.video_id) or None) for x in labels]
@@ -464,14 +495,17 @@ def convert_mer(paths: PathLike | Sequence[PathLike], *, text_lang: str = "engli
     return labels
 
 
-def convert_meld(paths: PathLike | Sequence[PathLike], *, id_prefix: str = "",
+def convert_meld(paths: PathLike | Sequence[PathLike], *, id_prefix: str = "", allow_extra_classes: bool = False,
                  report: list[str] | None = None) -> list[Label]:
     """MELD ``{train,dev,test}_sent_emo.csv``: id ``{id_prefix}dia{Dialogue_ID}_utt{Utterance_ID}``.
 
     ``id_prefix`` may contain ``{split}``, replaced by the file name's part before ``_sent_emo``, which keeps ids
-    unique when several splits are merged (MELD numbers dialogues from 0 in every split).
+    unique when several splits are merged (MELD numbers dialogues from 0 in every split). An emotion outside
+    ``MELD_CLASSES`` is an error naming the file and line, unless ``allow_extra_classes`` (then it is kept and
+    counted in ``report``).
     """
     out = _Collector()
+    known = _KnownClasses("MELD", MELD_CLASSES, allow_extra_classes)
     for path in _paths(paths):
         _, rows = _read_csv(path, ("Utterance", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"))
         prefix = id_prefix.replace("{split}", Path(path).name.split("_sent_emo")[0])
@@ -480,8 +514,10 @@ def convert_meld(paths: PathLike | Sequence[PathLike], *, id_prefix: str = "",
             utt = _int_cell(row, "Utterance_ID")
             vid = f"{prefix}dia{dia}_utt{utt}"
             emotion = row.require("Emotion", f"an emotion label for {vid!r}")
+            known.check(emotion, f"{row.where} ({vid!r}): column 'Emotion'")
             sentiment = row.get("Sentiment") or None
             out.add(Label(vid, emotion, sentiment, row.get("Utterance") or None), row.where)
+    known.note(report)
     return out.labels
 
 
@@ -570,14 +606,17 @@ def _iemocap_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
 
 def convert_mosei(paths: PathLike | Sequence[PathLike], *, report: list[str] | None = None) -> list[Label]:
     """CMU-MOSEI: a CSV with ``video_id`` (or ``video`` + ``clip``/``segment``), ``sentiment`` in [-3, 3] and
-    the six emotion intensities. The emotion is the strongest one, ``neutral`` when all are 0; ties go to the
-    first in the order happiness, sadness, anger, fear, disgust, surprise and are counted in ``report``.
+    the six emotion intensities, named happiness, sadness, anger, fear, disgust, surprise or, as the
+    CMU-MultimodalSDK does, happy, sad, anger, surprise, disgust, fear (any column order). The emotion is the
+    strongest one, ``neutral`` when all are 0; ties go to the first in the order happiness, sadness, anger, fear,
+    disgust, surprise and are counted in ``report``.
     """
     out = _Collector()
     ties = 0
     no_sentiment = 0
     for path in _paths(paths):
-        header, rows = _read_csv(path, ("sentiment",) + MOSEI_EMOTIONS)
+        header, rows = _read_csv(path, ("sentiment",))
+        columns = _mosei_columns(header, path)
         if "video_id" in header:
             id_cols: tuple[str, ...] = ("video_id",)
         elif "video" in header and ("clip" in header or "segment" in header):
@@ -595,7 +634,7 @@ def convert_mosei(paths: PathLike | Sequence[PathLike], *, report: list[str] | N
                 raise LabelError(f"{row.where}{context}: column 'sentiment': expected a score in [-3, 3], "
                                  f"found {row.get('sentiment')!r}")
             intensities = []
-            for column in MOSEI_EMOTIONS:
+            for column in columns:
                 value = row.number(column, context)
                 if value is None or value < 0:
                     raise LabelError(f"{row.where}{context}: column {column!r}: expected an intensity >= 0, "
@@ -615,6 +654,23 @@ def convert_mosei(paths: PathLike | Sequence[PathLike], *, report: list[str] | N
     if no_sentiment:
         _note(report, f"{no_sentiment} clips have no sentiment score (left empty)")
     return out.labels
+
+
+def _mosei_columns(header: Sequence[str], path: Path) -> list[str]:
+    """The intensity column of each of ``MOSEI_EMOTIONS``, in that order, under either spelling."""
+    expected = ", ".join(f"{e} (or {MOSEI_ALIASES[e]})" if e in MOSEI_ALIASES else e for e in MOSEI_EMOTIONS)
+    columns = []
+    for emotion in MOSEI_EMOTIONS:
+        found = [c for c in (emotion, MOSEI_ALIASES.get(emotion)) if c is not None and c in header]
+        if not found:
+            alias = f" (or {MOSEI_ALIASES[emotion]!r})" if emotion in MOSEI_ALIASES else ""
+            raise LabelError(f"{path}: missing column {emotion!r}{alias} (header has: {', '.join(header)}); "
+                             f"expected sentiment and the six emotion intensities {expected}")
+        if len(found) > 1:
+            raise LabelError(f"{path}: both {found[0]!r} and {found[1]!r} columns; they are two names of one "
+                             f"emotion intensity, expected one of them")
+        columns.append(found[0])
+    return columns
 
 
 def convert_csv(paths: PathLike | Sequence[PathLike], *, id_col: str | None = None, label_col: str | None = None,
@@ -668,8 +724,9 @@ def convert(kind: str, paths: PathLike | Sequence[PathLike], *, report: list[str
             **options: Any) -> tuple[list[Label], list[str]]:
     """Run the ``kind`` converter over ``paths``; return the labels and the dataset's class list.
 
-    Class order: the dataset's usual list (MER, MELD, IEMOCAP, MOSEI) followed by any other labels found,
-    sorted; sorted labels for ``csv``. Notes on skipped, dropped or merged rows are appended to ``report``.
+    Class order: the dataset's usual list (MER, MELD, IEMOCAP, MOSEI), followed for MER and MELD by the labels
+    outside it, sorted, when ``allow_extra_classes=True`` (without it such a label is an error naming its file
+    and line); sorted labels for ``csv``. Notes on skipped, dropped or merged rows are appended to ``report``.
     """
     if kind not in CONVERTERS:
         raise LabelError(f"unknown label format {kind!r}: expected one of {', '.join(CONVERTERS)}")

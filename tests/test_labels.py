@@ -218,18 +218,38 @@ def test_mer2024_with_transcription(tmp_path):
                   'samplenew3_00000001,"你说什么，我不听！","What did you say, I\'m not listening!"\n'
                   'samplenew3_00000002,,\n'
                   'samplenew3_00009999,"多余","extra"\n')
+    # 'contempt' is not a MER class: an error naming the file, line and label, unless asked for.
+    with pytest.raises(LabelError, match=r"label-disdim\.csv: line 4 \(name 'samplenew3_00000003'\): column "
+                                         r"'discrete': label 'contempt' is not one of the MER classes \(neutral, "
+                                         r"angry, happy, sad, worried, surprise\); correct it, or pass "
+                                         r"allow_extra_classes=True \(--extra-classes\)"):
+        convert("mer", [disdim, trans])
     report: list[str] = []
-    labels, classes = convert("mer", [disdim, trans], report=report)
+    labels, classes = convert("mer", [disdim, trans], report=report, allow_extra_classes=True)
     assert labels == [
         Label("samplenew3_00000001", "angry", -3.2, "What did you say, I'm not listening!"),
         Label("samplenew3_00000002", "sad"),
         Label("samplenew3_00000003", "contempt", 1.0),
     ]
     assert classes == ["neutral", "angry", "happy", "sad", "worried", "surprise", "contempt"]
-    assert report == ["2 labels have no english transcription (text left empty)",
+    assert report == ["1 labels outside the MER classes added as 1 new class(es) after them: 1 'contempt'",
+                      "2 labels have no english transcription (text left empty)",
                       "ignored 1 transcription rows with no label"]
-    chinese = convert_mer([trans, disdim], text_lang="chinese")
+    chinese = convert_mer([trans, disdim], text_lang="chinese", allow_extra_classes=True)
     assert chinese[0].text == "你说什么，我不听！"
+
+
+def test_mer_typo_is_not_a_new_class(tmp_path):
+    path = write(tmp_path / "train-label.csv", "name,discrete,valence\na,happy,1\nb,hapy,2\nc,Sad,-10\n")
+    with pytest.raises(LabelError, match=r"train-label\.csv: line 3 \(name 'b'\): column 'discrete': label 'hapy' "
+                                         r"is not one of the MER classes \(neutral, angry, happy, sad, worried, "
+                                         r"surprise\)"):
+        convert("mer", path)
+    report: list[str] = []
+    labels, classes = convert("mer", path, report=report, allow_extra_classes=True)
+    assert [x.emotion for x in labels] == ["happy", "hapy", "Sad"]
+    assert classes == ["neutral", "angry", "happy", "sad", "worried", "surprise", "Sad", "hapy"]
+    assert report == ["2 labels outside the MER classes added as 2 new class(es) after them: 1 'Sad', 1 'hapy'"]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -294,6 +314,30 @@ def test_meld_merged_splits_need_a_prefix(tmp_path):
     assert [x.video_id for x in labels] == ["train_dia0_utt0", "train_dia0_utt1", "train_dia1_utt0",
                                             "train_dia1_utt1", "dev_dia0_utt0"]
     assert convert_meld([dev], id_prefix="dev/")[0].video_id == "dev/dia0_utt0"
+
+
+def test_meld_unknown_emotion(tmp_path, capsys):
+    path = write(tmp_path / "dev_sent_emo.csv", MELD_HEADER + '1,"Hi.",Joey,joy,positive,0,0,1,1,a,b\n'
+                                                '2,"Hm.",Joey,contempt,negative,0,1,1,1,a,b\n'
+                                                '3,"Ha.",Joey,contempt,negative,0,2,1,1,a,b\n')
+    with pytest.raises(LabelError, match=r"dev_sent_emo\.csv: line 3 \('dia0_utt1'\): column 'Emotion': label "
+                                         r"'contempt' is not one of the MELD classes \(anger, disgust, fear, joy, "
+                                         r"neutral, sadness, surprise\); correct it, or pass allow_extra_classes"):
+        convert("meld", path)
+    report: list[str] = []
+    labels, classes = convert("meld", path, report=report, allow_extra_classes=True)
+    assert [x.emotion for x in labels] == ["joy", "contempt", "contempt"]
+    assert classes == ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise", "contempt"]
+    assert report == ["2 labels outside the MELD classes added as 1 new class(es) after them: 2 'contempt'"]
+    out = tmp_path / "ds"
+    with pytest.raises(LabelError, match="label 'contempt' is not one of the MELD classes"):
+        cli(["labels", "meld", str(path), "--out", str(out)])
+    assert not out.exists()
+    assert cli(["labels", "meld", str(path), "--out", str(out), "--extra-classes"]) == 0
+    assert read_classes(out / "classes.json")[-1] == "contempt"
+    line = capsys.readouterr().out
+    assert line.rstrip().endswith("; 2 labels outside the MELD classes added as 1 new class(es) after them: "
+                                  "2 'contempt'")
 
 
 def test_meld_rejects(tmp_path):
@@ -422,6 +466,30 @@ def test_mosei_video_clip_columns(tmp_path):
                       "fear, disgust, surprise")]
 
 
+# CMU-MultimodalSDK's spelling and order of the intensity columns
+MOSEI_SDK = ("video_id,sentiment,happy,sad,anger,surprise,disgust,fear\n"
+             "a[0],1.0,0.6667,0,0,0.3333,0,0\n"
+             "a[1],-2.3333,0,1.3333,1.3333,0,0,0\n"
+             "b[3],0,0,0,0,0,0,0\n"
+             "c[1],-1,0,0,0,0,0,2\n")
+
+
+def test_mosei_sdk_column_names(tmp_path):
+    report: list[str] = []
+    labels, classes = convert("mosei", write(tmp_path / "mosei.csv", MOSEI_SDK), report=report)
+    assert labels == [
+        Label("a[0]", "happiness", 1.0),
+        Label("a[1]", "sadness", -2.3333),  # tie with anger: the first in happiness, sadness, anger, ...
+        Label("b[3]", "neutral", 0.0),
+        Label("c[1]", "fear", -1.0),
+    ]
+    assert classes == ["neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise"]
+    assert report == [("1 clips had tied strongest emotions; took the first in the order happiness, sadness, anger, "
+                      "fear, disgust, surprise")]
+    spec = MOSEI_SDK.replace("happy,sad,anger,surprise,disgust,fear", "happiness,sadness,anger,surprise,disgust,fear")
+    assert convert("mosei", write(tmp_path / "spec.csv", spec)) == (labels, classes)
+
+
 def test_mosei_video_id_column(tmp_path):
     path = write(tmp_path / "mosei.csv", "video_id,sentiment,happiness,sadness,anger,fear,disgust,surprise\n"
                                          "abc[2],-0.5,0,0,0,0.3,1,0\n")
@@ -430,6 +498,12 @@ def test_mosei_video_id_column(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("video_id,sentiment,happiness,sadness,anger,fear,disgust\n", r"mosei\.csv: missing column 'surprise'"),
+    ("video_id,sentiment,sadness,anger,fear,disgust,surprise\n",
+     (r"mosei\.csv: missing column 'happiness' \(or 'happy'\) \(header has: video_id, sentiment, sadness, anger, "
+      r"fear, disgust, surprise\); expected sentiment and the six emotion intensities happiness \(or happy\), "
+      r"sadness \(or sad\), anger, fear, disgust, surprise")),
+    ("video_id,sentiment,happy,happiness,sad,anger,fear,disgust,surprise\n",
+     r"mosei\.csv: both 'happiness' and 'happy' columns"),
     ("video,sentiment,happiness,sadness,anger,fear,disgust,surprise\n",
      r"missing column 'video_id' \(or 'video' with 'clip'/'segment'\)"),
     ("video_id,sentiment,happiness,sadness,anger,fear,disgust,surprise\nv1,3.5,0,0,0,0,0,0\n",
