@@ -13,7 +13,8 @@ A sample is a dict::
 
 ``text`` is the label's ``text`` if given, else the transcript (spec section 3). A video without ``au`` (the one
 substitution the spec allows) gets ``au = zeros([1, 1024])`` and ``present["au"] = False``; this is marked per
-sample, not counted up front, because counting would mean reading every video. No other substitution is made:
+sample, not counted up front, because counting would mean reading every video. ``collate`` gives such a
+modality length 0 and an all-False mask: the fill row is never counted as data. No other substitution is made:
 unknown labels, duplicate ids and ids without features are errors at construction (``skip_missing=True`` turns
 ids without features into a warning and drops them).
 
@@ -200,6 +201,10 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     "label": LongTensor [B]}`` plus the lists ``transcript``, ``text``, ``emotion``, ``sentiment``, ``video_id``.
     A 3-D array (wild data such as a clip of ``[frames, patches, D]``) is flattened over its first two axes,
     so its length counts frames x patches.
+
+    A modality a sample does not have (``present`` False: the zero-filled ``au``) has length 0 and an all-False
+    mask, so its fill row is never taken for data; its padded rows are zeros. ``Tmax`` is at least 1, so the
+    tensor shapes stay valid when no sample of the batch has the modality.
     """
     if not batch:
         raise ValueError("collate: empty batch")
@@ -211,11 +216,12 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if len(dims) > 1:
             found = ", ".join(f"{s['video_id']!r}: {t.shape[1]}" for s, t in zip(batch, tensors))
             raise SpecError(f"collate: {m!r} has different last dims in one batch ({found})")
-        lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
-        t_max = int(lengths.max())
+        lengths = torch.tensor([t.shape[0] if s["present"][m] else 0 for s, t in zip(batch, tensors)],
+                               dtype=torch.long)
+        t_max = max(1, int(lengths.max()))
         padded = tensors[0].new_zeros((len(batch), t_max, tensors[0].shape[1]))
-        for i, t in enumerate(tensors):
-            padded[i, : t.shape[0]] = t
+        for i, (t, n) in enumerate(zip(tensors, lengths.tolist())):
+            padded[i, :n] = t[:n]
         out[m] = padded
         out[f"{m}_lengths"] = lengths
         out[f"{m}_mask"] = torch.arange(t_max)[None, :] < lengths[:, None]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_features, make_npy_dataset
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
 from herostore import npyfile
 from herostore.dataset import HeroDataset, collate, subsample_index
@@ -412,11 +412,12 @@ def test_collate_pads_and_masks(tmp_path, source):
     dims = {"video_mae": 1024, "clip": 1408, "hubert": 1024, "bert": 768, "au": 1024}
     column = {"video_mae": 0, "clip": 1, "hubert": 2, "bert": 3}
     for m in ARRAY_KEYS:
-        lengths = [s[m].shape[0] for s in samples]
+        lengths = [s[m].shape[0] if s["present"][m] else 0 for s in samples]
         if m in column:
             assert lengths == [lens[column[m]] for lens in LENGTHS]
-        else:
-            assert lengths[0] == lengths[2] == 1 and lengths[1] > 1  # zero-filled, present, zero-filled
+        else:  # zero-filled (a [1, 1024] fill row, but no data: length 0), present, zero-filled
+            assert samples[0][m].shape[0] == samples[2][m].shape[0] == 1
+            assert lengths[0] == lengths[2] == 0 and lengths[1] > 1
         t_max = max(lengths)
         assert batch[m].shape == (3, t_max, dims[m])
         assert batch[m].dtype == samples[0][m].dtype
@@ -426,7 +427,7 @@ def test_collate_pads_and_masks(tmp_path, source):
         assert mask.dtype == torch.bool and mask.shape == (3, t_max)
         for i, n in enumerate(lengths):
             assert mask[i, :n].all() and not mask[i, n:].any()
-            assert torch.equal(batch[m][i, :n], samples[i][m])
+            assert torch.equal(batch[m][i, :n], samples[i][m][:n])
             assert not batch[m][i, n:].any()  # zero padding
     assert batch["present"].dtype == torch.bool and batch["present"].shape == (3, 5)
     assert batch["present"].tolist() == [[m != "au" or i == 1 for m in ARRAY_KEYS] for i in range(3)]
@@ -435,6 +436,25 @@ def test_collate_pads_and_masks(tmp_path, source):
     assert batch["emotion"] == EMOTIONS and batch["sentiment"] == [None] * 3
     assert batch["transcript"] == batch["text"] == [s["transcript"] for s in samples]
     assert ds.collate is collate
+
+
+@pytest.mark.parametrize("source", ["npy", "lossless"])
+def test_collate_zero_filled_modality_has_no_rows(tmp_path, source):
+    """A modality no sample has: length 0 and an all-False mask, but still a [B, 1, D] tensor."""
+    feature_root, ann = write_varied(tmp_path, source, [LENGTHS[0], LENGTHS[1], LENGTHS[2]])
+    ds = HeroDataset(feature_root, ann, modalities=["au", "bert"])
+    samples = [ds[0], ds[2]]  # v0 and v2 have no au
+    assert [s["present"]["au"] for s in samples] == [False, False]
+    batch = collate(samples)
+    assert batch["au"].shape == (2, 1, 1024) and not batch["au"].any()
+    assert batch["au_lengths"].tolist() == [0, 0]
+    assert batch["au_mask"].shape == (2, 1) and not batch["au_mask"].any()
+    assert batch["bert_lengths"].tolist() == [7, 4] and batch["bert_mask"].sum().item() == 11
+    assert batch["present"].tolist() == [[False, True], [False, True]]
+    mixed = collate([ds[0], ds[1]])  # v1 has au: only its rows count
+    assert mixed["au_lengths"].tolist() == [0, 3]
+    assert mixed["au_mask"].tolist() == [[False] * 3, [True] * 3]
+    assert not mixed["au"][0].any() and torch.equal(mixed["au"][1], ds[1]["au"])
 
 
 def test_collate_follows_requested_order_and_flattens_3d():
@@ -465,23 +485,41 @@ def _all_batches(loader) -> dict[str, dict]:
     return out
 
 
+def assert_same_batch(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        if isinstance(value, torch.Tensor):
+            assert value.dtype == b[key].dtype and torch.equal(value, b[key]), key
+        else:
+            assert value == b[key], key
+
+
 @pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
-def test_dataloader_workers(tmp_path, context):
-    feature_root, ann = write_varied(tmp_path, "lossless", LENGTHS + [(2, 2, 6, 2)])
-    ds = HeroDataset(feature_root, ann, modalities=["hubert", "bert"])
-    expected = {ds[i]["video_id"]: ds[i]["hubert"] for i in range(len(ds))}  # the parent's reader is now open
+def test_dataloader_workers_give_identical_batches_from_both_formats(tmp_path, context):
+    npy_root, ann = write_varied(tmp_path, "npy", LENGTHS + [(2, 2, 6, 2)])
+    store_root = store_from_npy(ann.parent, "lossless")
+    datasets = [HeroDataset(root, ann) for root in (npy_root, store_root)]  # all five modalities
+    assert [ds.format for ds in datasets] == ["npy", "zarr"]
+    # Read in the parent first: its readers are now open, and a worker must not use them after a fork.
+    expected = [collate([ds[i], ds[i + 1]]) for ds in datasets for i in (0, 2)]
     mp_context = multiprocessing.get_context(context)
     if context == "forkserver":  # import torch once in the server, not in every worker (ignored if it runs already)
         mp_context.set_forkserver_preload(["herostore.dataset", "herostore.reader"])
-    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate, multiprocessing_context=mp_context)
-    got = _all_batches(loader)
-    assert got.keys() == expected.keys()
-    for vid, h in expected.items():
-        assert torch.equal(got[vid]["hubert"], h)
+    # One loader over both formats (one worker start-up): batches 0-1 come from the npy folder, 2-3 from the store.
+    loader = DataLoader(ConcatDataset(datasets), batch_size=2, num_workers=2, collate_fn=collate,
+                        multiprocessing_context=mp_context)
+    batches = list(loader)
+    assert len(batches) == 4
+    assert [vid for batch in batches for vid in batch["video_id"]] == ["v0", "v1", "v2", "v3"] * 2
+    for from_npy, from_store in zip(batches[:2], batches[2:]):
+        assert_same_batch(from_npy, from_store)
+    for got, want in zip(batches, expected):
+        assert_same_batch(got, want)
 
 
-def test_persistent_workers_two_epochs(tmp_path):
-    feature_root, ann = write_varied(tmp_path, "npy", LENGTHS + [(2, 2, 6, 2)])
+@pytest.mark.parametrize("source", ["npy", "lossless"])
+def test_persistent_workers_two_epochs(tmp_path, source):
+    feature_root, ann = write_varied(tmp_path, source, LENGTHS + [(2, 2, 6, 2)])
     ds = HeroDataset(feature_root, ann, modalities=["hubert"])
     loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate, persistent_workers=True,
                         multiprocessing_context="fork")
