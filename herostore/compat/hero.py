@@ -10,9 +10,10 @@ The sample, as the reference builds it::
 
     image              zeros(3, 224, 224), a dummy: the features stand in for pixels
     video_features     [5, 64, 1024] float32; rows in the order video_mae (motion), hubert (audio), au,
-                       bert (text), clip. Each array: a 3-D array averaged over axis 0, a 1-D array given a
-                       leading axis; last axis cut or zero-padded to 1024; time axis zero-padded to 64 or, if
-                       longer, subsampled at rows torch.linspace(0, T-1, 64).long(). A missing au is zeros.
+                       bert (text), clip. Each array: a 3-D array averaged over axis 0; last axis cut or
+                       zero-padded to 1024; time axis zero-padded to 64 or, if longer, subsampled at rows
+                       torch.linspace(0, T-1, 64).long(). A missing au is zeros. (The reference also gives a 1-D
+                       array a leading axis; herostore's readers refuse 1-D arrays, see below.)
     modality_mask      ones(5) float32; with modality_dropout_prob = p > 0 each entry is drawn
                        torch.bernoulli(1 - p) (torch's global RNG), if all five are dropped the first (motion)
                        is kept, and video_features rows are multiplied by the mask (dropped rows become zero).
@@ -35,6 +36,10 @@ Where the reference substitutes silently, this adapter raises instead:
   the reference reads on (duplicates give repeated samples); here a ``LabelError`` at construction;
 - a required array missing from a feature file: the reference fills zeros; herostore files cannot lack one
   (they are checked on writing), and a ``.npy`` dict without one raises ``SpecError`` when read;
+- a 1-D array (``[D]``, e.g. one pooled vector): the reference treats it as one row (``[1, D]``); herostore's
+  readers refuse it, as the spec asks for ``[T, D]``: a ``.npy`` dict holding one raises ``SpecError`` naming the
+  file and key when read, and a store cannot hold one (``import-npy`` and ``write_video`` refuse it). Reshape
+  such arrays to ``[1, D]`` before converting;
 - ``modality_dropout_prob`` outside [0, 1]: the reference fails inside ``torch.bernoulli``; here a
   ``ValueError`` at construction.
 
