@@ -134,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe_os_error(exc: OSError) -> str:
+    """One line naming the path(s) and the reason, e.g. ``out/features: Not a directory``."""
+    if exc.filename is None:
+        text = str(exc) or type(exc).__name__
+    else:
+        paths = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+        text = f"{paths}: {exc.strerror or type(exc).__name__}"
+    return text.replace("\n", " ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -141,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except HerostoreError as exc:
         print(f"herostore {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user gave that cannot be read or written: no traceback for that
+        print(f"herostore {args.command}: error: {_describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"herostore {args.command}: interrupted; the store stays readable, re-run to resume", file=sys.stderr)
