@@ -29,6 +29,7 @@ from herostore.extract import (
 from herostore.extract import pipeline as pipeline_module
 from herostore.extract.media import decode_audio
 from herostore.extract.models import ModelConfig, ModelLoadError, resolve_model
+from herostore.extract.pipeline import get_models
 from herostore.extract.tiny_models import TINY_AU_ID, is_random_weight_model
 from herostore.schema import MODALITY_BY_NAME, check_features
 from herostore.store import FeatureStore
@@ -51,6 +52,12 @@ def tiny_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory) -> dict[str, Path]:
     return write_sample_set(tmp_path_factory.mktemp("videos"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_dir):
+    """The default (English) models, loaded once: the same cached set ``zarr_run`` extracts with."""
+    return get_models(ModelConfig(model_dir=str(tiny_dir)))
 
 
 @pytest.fixture(scope="session")
@@ -151,6 +158,70 @@ def test_clip_tower_standalone_equals_full_checkpoint_and_wrong_checkpoint_fails
     torch.testing.assert_close(b, a[[0, 257]])
     with pytest.raises(ModelLoadError, match=r"clip model .*bert-base-uncased.*could not load|weights missing"):
         ClipEncoder(ModelConfig(clip=str(tiny_dir / DEFAULT_MODELS["en"]["bert"])))
+
+
+def test_transformers_lower_bound_has_dtype_and_key_mapping():
+    """models.py passes ``dtype=`` (from_pretrained and pipeline: transformers 4.56+) and ``key_mapping=`` (4.50+)."""
+    import tomllib
+
+    import transformers
+    from packaging.version import Version
+
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["project"]["dependencies"]
+    bound = next(d for d in dependencies if d.startswith("transformers"))
+    assert bound.startswith("transformers>=")
+    assert Version(bound.split(">=", 1)[1]) >= Version("4.56")
+    assert Version(transformers.__version__) >= Version(bound.split(">=", 1)[1])
+
+
+def test_wrong_hidden_size_is_refused_at_load(tmp_path):
+    from transformers import HubertConfig, HubertModel
+
+    from herostore.extract.models import HubertEncoder
+
+    small = tmp_path / "hubert-768"
+    config = HubertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                          conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=16)
+    HubertModel(config).save_pretrained(small)
+    with pytest.raises(ModelLoadError, match=rf"hubert model '{small}': hidden size 768, expected 1024 "
+                                             r"\(the spec's 'hubert' features are \[T, 1024\]\)"):
+        HubertEncoder(ModelConfig(hubert=str(small)))
+
+
+def test_image_processors_are_picked_without_the_torchvision_fallback_warning():
+    from transformers.utils import is_torchvision_available
+
+    from herostore.extract.models import _image_processor_class
+
+    for name in ("BlipImageProcessor", "VideoMAEImageProcessor"):
+        cls = _image_processor_class(name)
+        assert cls.__name__.startswith(name)
+        if not is_torchvision_available():
+            import transformers
+
+            assert cls is getattr(transformers, f"{name}Pil", cls)
+
+
+def test_hubert_on_audio_longer_than_its_30s_window(tiny_models):
+    samples = 480400
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, samples).astype(np.float32)
+    out = tiny_models.hubert(audio)
+    assert out.shape == ((samples - 400) // 320 + 1, 1024) == (1501, 1024)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_transcriber_chunks_audio_longer_than_30s(tiny_models):
+    seconds = 35
+    t = np.arange(seconds * 16000) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    texts = tiny_models.asr([audio, audio[:16000]])
+    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+
+
+def test_bert_truncates_a_long_text_to_512_positions(tiny_models):
+    text = " ".join(["i", "am", "so", "happy", "today"] * 200)  # 1000 words
+    long, short = tiny_models.bert([text, "hello world"])
+    assert long.shape == (512, 768) and short.shape == (4, 768)
 
 
 # ------------------------------------------------------------------------------------------ zarr run
@@ -316,11 +387,14 @@ def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys
 def test_script_is_the_spec_invocation(clips, tiny_dir, tmp_path):
     out = tmp_path / "dataset_root" / "features"
     script = [sys.executable, str(REPO / "scripts" / "extract_features.py"), "--video_path", str(clips["empty"]),
-              "--output_dir", str(out), "--format", "npy", "--quiet"]
+              str(clips["very_short"]), "--output_dir", str(out), "--format", "npy", "--quiet"]
     done = subprocess.run([*script, "--model-dir", str(tiny_dir)], capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 1, done.stderr
+    assert "1 written, 0 skipped (already complete), 1 failed" in done.stdout
     assert "  empty: " in done.stdout and "empty file (0 bytes)" in done.stdout
+    # A fresh process loads every model: nothing from transformers leaks onto stderr mid-run.
+    assert "torchvision" not in done.stderr and "[transformers]" not in done.stderr, done.stderr
     missing = subprocess.run([*script, "--model-dir", str(tmp_path / "no-models")], capture_output=True, text=True,
                              timeout=120, check=False)
     assert missing.returncode == 2

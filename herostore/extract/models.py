@@ -12,11 +12,12 @@ clip        Salesforce/blip2-opt-2.7b (vision)     [K*257, 1408] patches of K ke
 hubert      facebook/hubert-large-ll60k            [(N-400)//320+1, 1024]
 transcript  openai/whisper-large-v3-turbo (ASR)    str
 bert        google-bert/bert-base-uncased          [tokens, 768]
-au          none (``--au-model``)                  [frames, hidden]
+au          none (``--au-model``)                  [frames, 1024]
 ==========  =====================================  ==========================================
 
 ``--language zh`` swaps HuBERT for TencentGameMate/chinese-hubert-large and BERT for
-google-bert/bert-base-chinese, and asks Whisper for Chinese.
+google-bert/bert-base-chinese, and asks Whisper for Chinese. Every encoder's hidden size
+is checked against the spec's dim for its key when it loads (``ModelLoadError`` if not).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExtractionError
+from ..schema import MODALITY_BY_NAME
 from .media import AUDIO_RATE
 from .tiny_models import is_random_weight_model
 
@@ -228,6 +230,25 @@ def _has_preprocessor(path: str) -> bool:
     return (Path(path) / "preprocessor_config.json").is_file()
 
 
+def _image_processor_class(name: str) -> Any:
+    """transformers' image processor class ``name``, picked without a warning on stderr.
+
+    From transformers 5 on, ``<Model>ImageProcessor`` is the torchvision backend: without
+    torchvision, looking it up prints a fallback warning (past ``_quiet_transformers``,
+    mid-run) and returns ``<Model>ImageProcessorPil``. That class is taken directly here.
+    Before 5 there is no ``...Pil`` class and ``name`` is the PIL processor itself.
+    """
+    import transformers
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available():
+        pil = getattr(transformers, f"{name}Pil", None)
+        if pil is not None:
+            return pil
+    with _quiet_transformers():
+        return getattr(transformers, name)
+
+
 class _Wrapper:
     role = ""
 
@@ -245,6 +266,17 @@ class _Wrapper:
     def _to_numpy(self, tensor: Any) -> np.ndarray:
         return np.ascontiguousarray(tensor.float().cpu().numpy())
 
+    def _check_hidden_size(self) -> None:
+        """Refuse a model whose features would not have the spec's width for this key."""
+        expected = MODALITY_BY_NAME[self.role].dim
+        found = getattr(self.model.config, "hidden_size", None)
+        if found == expected:
+            return
+        where = repr(self.ref) if self.ref == self.path else f"{self.ref!r} ({self.path})"
+        found_text = found if found is not None else "unknown (its config has no hidden_size)"
+        raise ModelLoadError(f"{self.role} model {where}: hidden size {found_text}, expected {expected} "
+                             f"(the spec's {self.role!r} features are [T, {expected}]); pass a model of that size")
+
 
 class VideoMAEEncoder(_Wrapper):
     """VideoMAE-large over 16 frames: all 1568 tokens, or the mean over space per temporal slice."""
@@ -253,14 +285,16 @@ class VideoMAEEncoder(_Wrapper):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        from transformers import VideoMAEImageProcessor, VideoMAEModel
+        from transformers import VideoMAEModel
 
         with fast_videomae_init():
             self.model = _load(VideoMAEModel, self.path, self.role, self.ref, dtype=self.dtype)
+        self._check_hidden_size()
         self.model = self.model.to(self.device).eval()
+        processor = _image_processor_class("VideoMAEImageProcessor")
         with _quiet_transformers():
-            self.processor = (VideoMAEImageProcessor.from_pretrained(self.path) if _has_preprocessor(self.path)
-                              else VideoMAEImageProcessor(image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD))
+            self.processor = (processor.from_pretrained(self.path) if _has_preprocessor(self.path)
+                              else processor(image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD))
         cfg = self.model.config
         self.num_frames = int(cfg.num_frames)
         self.slices = self.num_frames // int(cfg.tubelet_size)
@@ -291,15 +325,18 @@ class ClipEncoder(_Wrapper):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        from transformers import Blip2VisionModel, BlipImageProcessor
+        from transformers import Blip2VisionModel
 
         self.model = _load(Blip2VisionModel, self.path, self.role, self.ref, dtype=self.dtype,
-                           key_mapping={r"^vision_model\.": ""}).to(self.device).eval()
+                           key_mapping={r"^vision_model\.": ""})
+        self._check_hidden_size()
+        self.model = self.model.to(self.device).eval()
         size = int(self.model.config.image_size)
+        processor = _image_processor_class("BlipImageProcessor")
         with _quiet_transformers():
-            self.processor = (BlipImageProcessor.from_pretrained(self.path) if _has_preprocessor(self.path)
-                              else BlipImageProcessor(size={"height": size, "width": size}, image_mean=CLIP_MEAN,
-                                                      image_std=CLIP_STD))
+            self.processor = (processor.from_pretrained(self.path) if _has_preprocessor(self.path)
+                              else processor(size={"height": size, "width": size}, image_mean=CLIP_MEAN,
+                                             image_std=CLIP_STD))
 
     def __call__(self, keyframe_sets: Sequence[np.ndarray], *, cls_only: bool = False) -> list[np.ndarray]:
         """Per video: its keyframes' patch tokens concatenated [K*257, 1408], or their CLS tokens [K, 1408]."""
@@ -328,7 +365,9 @@ class HubertEncoder(_Wrapper):
         super().__init__(config)
         from transformers import HubertModel, Wav2Vec2FeatureExtractor
 
-        self.model = _load(HubertModel, self.path, self.role, self.ref, dtype=self.dtype).to(self.device).eval()
+        self.model = _load(HubertModel, self.path, self.role, self.ref, dtype=self.dtype)
+        self._check_hidden_size()
+        self.model = self.model.to(self.device).eval()
         normalize = getattr(self.model.config, "feat_extract_norm", "group") == "layer"
         with _quiet_transformers():
             self.processor = (Wav2Vec2FeatureExtractor.from_pretrained(self.path) if _has_preprocessor(self.path)
@@ -415,7 +454,9 @@ class TextEncoder(_Wrapper):
         except Exception as exc:  # noqa: BLE001 - see _load
             raise _load_error(self.role, self.ref, self.path, exc, "its config/tokenizer ") from None
         cls = BertModel if model_type == "bert" else AutoModel
-        self.model = _load(cls, self.path, self.role, self.ref, dtype=self.dtype).to(self.device).eval()
+        self.model = _load(cls, self.path, self.role, self.ref, dtype=self.dtype)
+        self._check_hidden_size()
+        self.model = self.model.to(self.device).eval()
         self.max_length = min(512, int(getattr(self.model.config, "max_position_embeddings", 512)))
 
     def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -441,14 +482,17 @@ class AUEncoder(_Wrapper):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        from transformers import AutoImageProcessor, AutoModel, BlipImageProcessor
+        from transformers import AutoImageProcessor, AutoModel
 
-        self.model = _load(AutoModel, self.path, self.role, self.ref, dtype=self.dtype).to(self.device).eval()
+        self.model = _load(AutoModel, self.path, self.role, self.ref, dtype=self.dtype)
+        self._check_hidden_size()
+        self.model = self.model.to(self.device).eval()
         size = int(getattr(self.model.config, "image_size", 224))
+        fallback = _image_processor_class("BlipImageProcessor")
         with _quiet_transformers():
             self.processor = (AutoImageProcessor.from_pretrained(self.path) if _has_preprocessor(self.path)
-                              else BlipImageProcessor(size={"height": size, "width": size},
-                                                      image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD))
+                              else fallback(size={"height": size, "width": size},
+                                            image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD))
 
     def __call__(self, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
