@@ -279,6 +279,23 @@ def test_failures_are_recorded_with_reasons(zarr_run):
     assert "3 failed:" in summary and "  empty: " in summary and "  corrupt: " in summary
 
 
+def test_a_write_error_fails_that_video_and_the_run_goes_on(clips, tiny_dir, tmp_path, monkeypatch):
+    real = pipeline_module._Output.write
+
+    def disk_full(self, video_id, *args, **kwargs):
+        if video_id == "portrait":
+            raise OSError(28, "No space left on device")
+        return real(self, video_id, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module._Output, "write", disk_full)
+    out = tmp_path / "features"
+    report = run_extraction([clips["portrait"], clips["very_short"]], out, model_dir=tiny_dir, progress=False)
+    assert report.written == ["very_short"] and not report.ok
+    assert report.failed == {"portrait": f"{clips['portrait']}: could not write features "
+                                         f"(OSError: [Errno 28] No space left on device)"}
+    assert FeatureStore(out).video_ids() == ["very_short"]
+
+
 def test_resume_skips_complete_videos_then_overwrite(zarr_run, clips, tiny_dir):
     _, out = zarr_run
     again = run_extraction(clips["speech_a"].parent, out, model_dir=tiny_dir, progress=False)
@@ -413,21 +430,44 @@ def test_main_cli_has_the_extract_subcommand():
 # ----------------------------------------------------------------------------------------------- dask
 
 
-def test_dask_two_workers_write_into_one_store(zarr_run, clips, tiny_dir, tmp_path):
+def _assert_matches_reference(out: Path, reference: Path, video_ids) -> None:
+    store, want_store = FeatureStore(out), FeatureStore(reference)
+    for vid in video_ids:
+        got, want = store.read_video(vid), want_store.read_video(vid)
+        for key in ("video_mae", "clip", "hubert", "bert"):
+            assert got[key].shape == want[key].shape
+            np.testing.assert_allclose(got[key].astype(np.float32), want[key].astype(np.float32), **F16)
+
+
+def test_dask_default_local_cluster_two_workers_relative_paths(zarr_run, clips, tiny_dir, tmp_path, monkeypatch):
+    """``workers=2`` without ``scheduler``: a LocalCluster of two processes writing into one store."""
+    import os
+
+    _, zarr_out = zarr_run
+    monkeypatch.chdir(tmp_path)
+    relative = {name: os.path.relpath(clips[name]) for name in ("speech_a", "portrait", "empty")}
+    assert not any(Path(p).is_absolute() for p in relative.values())
+    report = run_extraction(list(relative.values()), "features", model_dir=tiny_dir, workers=2, progress=False)
+    assert sorted(report.written) == ["portrait", "speech_a"]
+    # Workers got absolute paths: the failure names the file as the worker opened it.
+    assert report.failed == {"empty": f"{os.path.abspath(relative['empty'])}: empty file (0 bytes), "
+                                      f"expected a video"}
+    assert report.timings["video_mae"] > 0
+    _assert_matches_reference(tmp_path / "features", zarr_out, ["speech_a", "portrait"])
+
+
+def test_dask_existing_scheduler(zarr_run, clips, tiny_dir, tmp_path):
+    """``scheduler=ADDRESS``; an in-process cluster keeps it quick (the test above starts worker processes)."""
     from distributed import LocalCluster
 
     _, zarr_out = zarr_run
     out = tmp_path / "features"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
                       dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
         report = run_extraction([clips["speech_a"], clips["portrait"], clips["empty"]], out, model_dir=tiny_dir,
                                 scheduler=cluster.scheduler_address, progress=False)
     assert sorted(report.written) == ["portrait", "speech_a"]
     assert list(report.failed) == ["empty"] and "empty file" in report.failed["empty"]
     assert report.timings["video_mae"] > 0
-    store, reference = FeatureStore(out), FeatureStore(zarr_out)
-    for vid in ("speech_a", "portrait"):
-        got, want = store.read_video(vid), reference.read_video(vid)
-        for key in ("video_mae", "clip", "hubert", "bert"):
-            assert got[key].shape == want[key].shape
-            np.testing.assert_allclose(got[key].astype(np.float32), want[key].astype(np.float32), **F16)
+    _assert_matches_reference(out, zarr_out, ["speech_a", "portrait"])

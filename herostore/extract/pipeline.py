@@ -435,11 +435,18 @@ def _process_batch(batch: list[tuple[VideoItem, DecodedVideo]], models: Models, 
         start = time.perf_counter()
         try:
             wrote = output.write(item.video_id, features, notes, job.overwrite)
+        except MemoryError:
+            raise
         except HerostoreError as exc:
             _fail(report, item, f"{item.path}: could not write features ({exc})", progress)
             continue
+        except Exception as exc:  # noqa: BLE001 - a full disk or a lost mount fails this video, not the run
+            _fail(report, item, f"{item.path}: could not write features ({type(exc).__name__}: {exc})", progress)
+            continue
         report.timings["write"] += time.perf_counter() - start
         (report.written if wrote else report.skipped).append(item.video_id)
+        if wrote and notes["source"].get("frames_clamped"):
+            report.frames_clamped.append(item.video_id)
         if progress:
             progress.update(1)
 
@@ -573,7 +580,9 @@ class Extraction:
             size = max(1, min(16, math.ceil(len(todo) / (4 * n_workers))))
             chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
             tag = uuid.uuid4().hex[:8]
-            futures = {client.submit(_extract_chunk, chunk, self.job, key=f"herostore-extract-{tag}-{i}"): chunk
+            job = _absolute_job(self.job)
+            futures = {client.submit(_extract_chunk, _absolute_items(chunk), job,
+                                     key=f"herostore-extract-{tag}-{i}"): chunk
                        for i, chunk in enumerate(chunks)}
             for future in as_completed(futures):
                 chunk = futures[future]
@@ -596,6 +605,24 @@ class Extraction:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _absolute_items(items: Sequence[VideoItem]) -> list[VideoItem]:
+    """Worker processes may run in another folder (or on another machine): send absolute paths."""
+    return [VideoItem(item.video_id, Path(_absolute(item.path))) for item in items]
+
+
+def _absolute_job(job: _Job) -> _Job:
+    models = job.models
+    if models.model_dir is not None:
+        models = replace(models, model_dir=_absolute(models.model_dir))
+    local = {role: _absolute(ref) for role in ROLES
+             if (ref := getattr(models, role)) is not None and Path(ref).expanduser().exists()}
+    return replace(job, output_dir=_absolute(job.output_dir), models=replace(models, **local))
 
 
 def _label_texts(labels: str | os.PathLike) -> dict[str, str]:
