@@ -93,6 +93,29 @@ def test_decode_every_kind_of_clip(clips):
     assert odd.info()["width"] == 176
 
 
+def test_frames_moved_by_a_failed_decode_are_recorded(clips, tiny_dir, tiny_models, tmp_path, monkeypatch):
+    import decord
+
+    class TailFails(decord.VideoReader):
+        """A container that over-reports its length: the last 10% of its frames do not decode."""
+
+        def get_batch(self, indices):
+            if max(indices) >= int(len(self) * 0.9):
+                raise decord.DECORDError("Error reading frame")
+            return super().get_batch(indices)
+
+    assert decode_video(clips["speech_a"]).info()["frames_clamped"] is False
+    monkeypatch.setattr(decord, "VideoReader", TailFails)
+    video = decode_video(clips["speech_a"])
+    assert video.frames.shape == (16, 240, 320, 3) and video.frames_clamped
+    assert video.info()["frames_clamped"] is True
+    out = tmp_path / "features"
+    report = run_extraction(clips["speech_a"], out, model_dir=tiny_dir, progress=False)
+    assert report.written == ["speech_a"] and report.frames_clamped == ["speech_a"]
+    assert "1 video(s) had undecodable frames near the end" in report.summary()
+    assert FeatureStore(out).video_metadata("speech_a")["attributes"]["herostore"]["source"]["frames_clamped"]
+
+
 @pytest.mark.parametrize("name, reason", [
     ("empty", r"empty\.mp4: empty file \(0 bytes\), expected a video"),
     ("not_a_video", r"not_a_video\.mp4: not a readable video \(Invalid data"),
@@ -251,7 +274,8 @@ def test_zarr_run_writes_every_key_with_spec_dims(zarr_run, clips):
         notes = store.video_metadata(vid)["attributes"]["herostore"]
         assert notes["extraction"]["models"]["video_mae"] == "MCG-NJU/videomae-large"
         assert notes["extraction"]["random_weight_test_models"] is True
-        assert notes["source"]["file"] == f"{vid}.mp4"
+        assert notes["source"]["file"] == f"{vid}.mp4" and notes["source"]["frames_clamped"] is False
+    assert report.frames_clamped == []
 
 
 def test_no_audio_and_no_speech_are_recognisable(zarr_run):

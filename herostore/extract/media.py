@@ -11,7 +11,10 @@ Sampling (see docs/extraction.md):
   recognisable, spec-compliant result instead of failing.
 
 Frames keep their native size and orientation (portrait stays portrait); resizing and
-cropping belong to each model's image processor.
+cropping belong to each model's image processor. When a container over-reports its frame
+count and the sampled frames cannot all be decoded, the indices are clamped into the first
+90% of the clip and ``DecodedVideo.frames_clamped`` (``"frames_clamped"`` in the stored
+``source`` notes) says so.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class DecodedVideo:
     num_frames: int  # frames in the file
     width: int
     height: int
+    frames_clamped: bool = False  # some sampled frames failed to decode and were taken from earlier in the clip
 
     @property
     def duration(self) -> float:
@@ -57,6 +61,7 @@ class DecodedVideo:
             "height": self.height,
             "duration_s": round(self.duration, 3),
             "audio_s": None if self.audio is None else round(len(self.audio) / AUDIO_RATE, 3),
+            "frames_clamped": self.frames_clamped,
         }
 
 
@@ -135,21 +140,24 @@ def decode_video(path: str | os.PathLike, *, num_frames: int = 16, keyframes: in
     if total < 1:
         raise ExtractionError(f"{path}: the video stream has no frames")
     fps = float(reader.get_avg_fps() or 0.0)
-    frames = _read_frames(reader, path, total, sample_indices(total, num_frames))
-    keys = _read_frames(reader, path, total, sample_indices(total, keyframes))
+    frames, clamped = _read_frames(reader, path, total, sample_indices(total, num_frames))
+    keys, keys_clamped = _read_frames(reader, path, total, sample_indices(total, keyframes))
     height, width = frames.shape[1:3]
     del reader
-    return DecodedVideo(path, frames, keys, decode_audio(path), fps, total, int(width), int(height))
+    return DecodedVideo(path, frames, keys, decode_audio(path), fps, total, int(width), int(height),
+                        frames_clamped=clamped or keys_clamped)
 
 
-def _read_frames(reader: Any, path: Path, total: int, indices: np.ndarray) -> np.ndarray:
+def _read_frames(reader: Any, path: Path, total: int, indices: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The frames at ``indices``, and whether some had to be moved into the first 90% of the clip."""
     try:
-        return reader.get_batch(indices.tolist()).asnumpy()
+        return reader.get_batch(indices.tolist()).asnumpy(), False
     except Exception as first:  # noqa: BLE001 - decord's errors have no common base
-        # Containers sometimes over-report their frame count; retry within the first 90%.
+        # Containers sometimes over-report their frame count; retry within the first 90%. The caller
+        # records that the sampling moved (``frames_clamped``), so it never passes unnoticed.
         shrunk = np.minimum(indices, max(0, int(total * 0.9) - 1))
         try:
-            return reader.get_batch(shrunk.tolist()).asnumpy()
+            return reader.get_batch(shrunk.tolist()).asnumpy(), True
         except Exception:  # noqa: BLE001
             raise ExtractionError(
                 f"{path}: could not decode frames {indices.min()}..{indices.max()} of {total} ({_short(first)})"

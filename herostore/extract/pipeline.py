@@ -94,6 +94,7 @@ class ExtractionReport:
     models: dict[str, str] = field(default_factory=dict)
     random_weight_models: bool = False
     interrupted: bool = False
+    frames_clamped: list[str] = field(default_factory=list)  # ids whose sampled frames moved (see media.py)
 
     @property
     def ok(self) -> bool:
@@ -107,6 +108,7 @@ class ExtractionReport:
         self.written += other.written
         self.skipped += other.skipped
         self.failed.update(other.failed)
+        self.frames_clamped += other.frames_clamped
         for stage, seconds in other.timings.items():
             self.timings[stage] += seconds
         self.models = self.models or other.models
@@ -132,6 +134,10 @@ class ExtractionReport:
                          + ", ".join(f"{k} {busy[k]:.2f}" for k in STAGES if k in busy))
         if self.random_weight_models:
             lines.append("WARNING: random-weight test models were used; these features are meaningless")
+        if self.frames_clamped:
+            lines.append(f"{len(self.frames_clamped)} video(s) had undecodable frames near the end; their frames "
+                         f"were sampled from the first 90% (frames_clamped): "
+                         f"{', '.join(sorted(self.frames_clamped)[:10])}")
         if self.failed:
             lines.append(f"{len(self.failed)} failed:")
             lines += [f"  {vid}: {reason}" for vid, reason in sorted(self.failed.items())]
