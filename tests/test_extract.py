@@ -33,6 +33,7 @@ from herostore.extract.pipeline import get_models
 from herostore.extract.tiny_models import TINY_AU_ID, is_random_weight_model
 from herostore.schema import MODALITY_BY_NAME, check_features
 from herostore.store import FeatureStore
+from herostore.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = ("speech_a", "portrait", "silent_video", "quiet_audio", "very_short", "odd_fps")
@@ -42,6 +43,12 @@ F16 = {"rtol": 2e-3, "atol": 1e-5}  # the float16 preset's precision (~5e-4 rela
 
 def hubert_frames(samples: int) -> int:
     return (max(samples, 400) - 400) // 320 + 1
+
+
+def write_labels(dataset_root: Path, video_ids) -> Path:
+    path = dataset_root / "labels.json"
+    path.write_text(json.dumps([{"video_id": vid, "emotion": "neutral"} for vid in sorted(video_ids)]), "utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -276,6 +283,9 @@ def test_zarr_run_writes_every_key_with_spec_dims(zarr_run, clips):
         assert notes["extraction"]["random_weight_test_models"] is True
         assert notes["source"]["file"] == f"{vid}.mp4" and notes["source"]["frames_clamped"] is False
     assert report.frames_clamped == []
+    write_labels(out.parent, GOOD)
+    validation = validate_dataset(out.parent)
+    assert validation.format == "zarr" and validation.videos == len(GOOD) and validation.ok, validation.render()
 
 
 def test_no_audio_and_no_speech_are_recognisable(zarr_run):
@@ -354,6 +364,57 @@ def test_npy_agrees_with_zarr_and_au_option(zarr_run, clips, tiny_dir, tmp_path)
         for key in ("video_mae", "clip", "hubert", "bert"):
             assert raw[key].dtype == np.float32
             np.testing.assert_allclose(raw[key], stored[key].astype(np.float32), **F16, err_msg=f"{vid} {key}")
+    write_labels(tmp_path, report.written)
+    validation = validate_dataset(tmp_path)
+    assert validation.format == "npy" and validation.videos == 2 and validation.ok, validation.render()
+
+
+def test_batches_of_three_match_single_videos_and_fall_back_per_video(zarr_run, clips, tiny_dir, tmp_path,
+                                                                     monkeypatch):
+    _, zarr_out = zarr_run
+    batches = []
+    real = pipeline_module.extract_batch
+
+    def one_breaks_inference(models, videos, *args, **kwargs):
+        batches.append([v.path.stem for v in videos])
+        if any(v.path.stem == "very_short" for v in videos):
+            raise RuntimeError("injected inference failure")
+        return real(models, videos, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "extract_batch", one_breaks_inference)
+    names = ["odd_fps", "portrait", "silent_video", "speech_a", "very_short"]  # landscape, portrait, no audio, ...
+    out = tmp_path / "features"
+    report = run_extraction([clips[n] for n in names], out, model_dir=tiny_dir, batch_size=3, progress=False)
+    assert batches == [names[:3], names[3:], ["speech_a"], ["very_short"]]  # the failed batch retried per video
+    assert sorted(report.written) == names[:4]
+    assert report.failed == {"very_short": f"{clips['very_short']}: model inference failed "
+                                           f"(RuntimeError: injected inference failure)"}
+    store, reference = FeatureStore(out), FeatureStore(zarr_out)
+    for vid in names[:4]:
+        got, want = store.read_video(vid), reference.read_video(vid)
+        assert got["transcript"] == want["transcript"], vid
+        for key in ("video_mae", "clip", "hubert", "bert"):
+            assert got[key].shape == want[key].shape, (vid, key)
+            np.testing.assert_allclose(got[key].astype(np.float32), want[key].astype(np.float32), **F16,
+                                       err_msg=f"{vid} {key}")
+
+
+def test_bfloat16_on_cpu_writes_float32_features_of_spec_shapes(clips, tiny_dir, tmp_path):
+    out = tmp_path / "features"
+    code = _cli(["--video_path", str(clips["very_short"]), "--output_dir", str(out), "--format", "npy",
+                 "--model-dir", str(tiny_dir), "--device", "cpu", "--dtype", "bfloat16", "--quiet"])
+    assert code == 0
+    import torch
+
+    assert get_models(ModelConfig(model_dir=str(tiny_dir), dtype="bfloat16")).video_mae.model.dtype == torch.bfloat16
+    raw = np.load(out / "very_short.npy", allow_pickle=True).item()
+    audio = decode_audio(clips["very_short"])
+    expected = {"video_mae": (1568, 1024), "clip": (257, 1408), "hubert": (hubert_frames(len(audio)), 1024)}
+    for key, shape in expected.items():
+        assert raw[key].shape == shape and raw[key].dtype == np.float32, key
+    assert raw["bert"].shape[1] == 768 and raw["bert"].dtype == np.float32
+    assert isinstance(raw["transcript"], str)
+    assert all(np.isfinite(raw[key]).all() for key in ("video_mae", "clip", "hubert", "bert"))
 
 
 def test_labels_text_chinese_and_pooled_outputs(clips, tiny_dir, tmp_path):
@@ -373,6 +434,44 @@ def test_labels_text_chinese_and_pooled_outputs(clips, tiny_dir, tmp_path):
     assert features["bert"].shape == (6 + 2, 768)  # six characters + [CLS] + [SEP]
     notes = store.video_metadata("speech_a")["attributes"]["herostore"]
     assert notes["text_source"] == "labels" and notes["extraction"]["keyframes"] == 2
+
+
+# ----------------------------------------------------------------------------- progress and benchmark
+
+
+def test_plain_progress_line_shows_rate_and_eta(monkeypatch, capsys):
+    import types
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` now raises ImportError
+    clock = iter([100.0, 102.0, 104.0])
+    fake_time = types.SimpleNamespace(perf_counter=lambda: next(clock), strftime=pipeline_module.time.strftime,
+                                      gmtime=pipeline_module.time.gmtime)
+    monkeypatch.setattr(pipeline_module, "time", fake_time)
+    progress = pipeline_module._Progress(4, True)
+    assert progress.bar is None
+    progress.update(1)  # 1 video in 2 s: 0.50 videos/s, 3 left: 6 s
+    progress.update(1, failed=True)  # 2 in 4 s
+    progress.close()
+    err = capsys.readouterr().err
+    assert "\rextract 1/4 videos, 0.50 videos/s, ETA 00:00:06, 0 failed" in err
+    assert "\rextract 2/4 videos, 0.50 videos/s, ETA 00:00:04, 1 failed" in err
+    assert err.endswith("\n")
+
+
+def test_extract_bench_quick_reports_speed_and_stage_times(tiny_dir, tiny_models, tmp_path, monkeypatch, capsys):
+    from benchmarks import extract_bench
+
+    monkeypatch.setattr(extract_bench, "build_tiny_models", lambda root, **kwargs: tiny_dir)
+    result_path = tmp_path / "bench.json"
+    assert extract_bench.main(["--quick", "--workdir", str(tmp_path), "--out", str(result_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 clips of 1.0 s" in printed and "tiny random-weight" in printed
+    assert "videos/s" in printed
+    for stage in ("decode", "video_mae", "clip", "hubert", "asr", "bert", "write"):
+        assert f"\n  {stage} " in printed, stage
+    result = json.loads(result_path.read_text())
+    assert result["videos"] == 4 and result["videos_per_s"] > 0
+    assert {"decode", "video_mae", "clip", "hubert", "bert", "write"} <= set(result["stage_s"])
 
 
 # ------------------------------------------------------------------------------------------------ CLI
