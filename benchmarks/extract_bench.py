@@ -2,14 +2,20 @@
 
     python -m benchmarks.extract_bench --quick                  # 4 short clips, tiny models, CPU (~1 min)
     python -m benchmarks.extract_bench                          # 12 clips of 3 s, tiny models, CPU
+    python -m benchmarks.extract_bench --full-size --device cuda --workdir /scratch/bench   # real sizes, no hub
     python -m benchmarks.extract_bench --model-dir /models --device cuda --batch-size 8 --videos 64
 
 Without ``--model-dir`` the models are the random-weight ones of ``herostore.extract.tiny_models``:
 real hidden sizes but 1 layer, so the model share of the time is far below a real run's; the decode and
-write shares and the pipeline overhead are real. With ``--model-dir`` (checkpoints laid out as
-``DIR/<org>/<name>``, see docs/extraction.md) the numbers are the real ones. Model loading is timed
-separately and left out of videos/s. Decoding runs in a background thread, so the stage times add up
-to more than the wall time when it overlaps the models.
+write shares and the pipeline overhead are real. ``--full-size`` builds RANDOM-WEIGHT models with the
+real architectures' sizes (VideoMAE-large, the Blip-2 EVA ViT-g/14 tower, HuBERT-large,
+whisper-large-v3-turbo, BERT-base): the time split is then that of real checkpoints, except the ASR
+share, since random weights never stop transcribing and every transcript runs to a fixed cap of
+``FULL_SIZE_ASR_MAX_TOKENS`` tokens (about a 10 s utterance). Building them takes minutes and about
+5 GB under ``--workdir`` (kept, so a second run reuses them). With ``--model-dir`` (checkpoints laid
+out as ``DIR/<org>/<name>``, see docs/extraction.md) the numbers are the real ones. Model loading is
+timed separately and left out of videos/s. Decoding runs in a background thread, so the stage times
+add up to more than the wall time when it overlaps the models.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from herostore.extract import build_tiny_models, run_extraction, write_clip
 from herostore.extract.models import ModelConfig
 from herostore.extract.pipeline import STAGES, get_models
+from herostore.extract.tiny_models import FULL_SIZE_ASR_MAX_TOKENS
 
 
 def make_clips(folder: Path, count: int, seconds: float) -> Path:
@@ -43,7 +50,13 @@ def run(args: argparse.Namespace) -> dict:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="herostore-extract-bench-"))
     clips = make_clips(workdir / "videos", args.videos, args.seconds)
     tiny = args.model_dir is None
-    model_dir = build_tiny_models(workdir / "models", languages=("en",)) if tiny else Path(args.model_dir)
+    if tiny:
+        start = time.perf_counter()
+        model_dir = build_tiny_models(workdir / ("models-full-size" if args.full_size else "models"),
+                                      languages=("en",), full_size=args.full_size)
+        build_s = time.perf_counter() - start
+    else:
+        model_dir, build_s = Path(args.model_dir), 0.0
     config = ModelConfig(model_dir=str(model_dir), device=args.device, dtype=args.dtype)
     start = time.perf_counter()
     get_models(config)  # what run_extraction will reuse: loading is not part of videos/s
@@ -55,7 +68,8 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit(f"benchmark clips failed: {report.failed}")
     stages = {stage: report.timings.get(stage, 0.0) for stage in STAGES if report.timings.get(stage, 0.0) > 0}
     return {
-        "models": "tiny random-weight (1 layer, spec hidden sizes)" if tiny else str(model_dir),
+        "models": _models_label(tiny, args.full_size, model_dir),
+        "model_build_s": round(build_s, 2),
         "device": args.device,
         "dtype": args.dtype,
         "batch_size": args.batch_size,
@@ -71,12 +85,22 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def _models_label(tiny: bool, full_size: bool, model_dir: Path) -> str:
+    if not tiny:
+        return str(model_dir)
+    if full_size:
+        return (f"FULL-SIZE RANDOM-WEIGHT (real architectures, meaningless features; ASR capped at "
+                f"{FULL_SIZE_ASR_MAX_TOKENS} tokens)")
+    return "tiny random-weight (1 layer, spec hidden sizes)"
+
+
 def render(result: dict) -> str:
     head = (f"extraction benchmark: {result['videos']} clips of {result['clip_seconds']} s, models: "
             f"{result['models']}, device {result['device']} ({result['dtype']}), batch {result['batch_size']}, "
             f"format {result['format']}")
     lines = [
         head,
+        f"  model build (random weights, reused when already built): {result['model_build_s']:.2f} s",
         f"  model load (once per process): {result['model_load_s']:.2f} s",
         f"  throughput: {result['videos_per_s']:.3f} videos/s ({result['wall_s']:.2f} s wall)",
         "  stage            total s   ms/video   share of stage time",
@@ -96,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each generated clip")
     parser.add_argument("--model-dir", help="real checkpoints as DIR/<org>/<name> (default: tiny random models)")
+    parser.add_argument("--full-size", action="store_true",
+                        help="random-weight models with the real architectures' sizes instead of tiny ones "
+                             "(minutes to build, ~5 GB under --workdir; meaningless features)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     parser.add_argument("--batch-size", type=int, default=1)
@@ -103,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where clips, tiny models and features go (default: a temp folder)")
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)
+    if args.full_size and args.model_dir:
+        parser.error("--full-size builds random-weight models: it cannot be combined with --model-dir")
     if args.quick:
         args.videos, args.seconds = 4, 1.0
     result = run(args)

@@ -474,6 +474,28 @@ def test_extract_bench_quick_reports_speed_and_stage_times(tiny_dir, tiny_models
     assert {"decode", "video_mae", "clip", "hubert", "bert", "write"} <= set(result["stage_s"])
 
 
+def test_full_size_random_models_have_the_real_architectures():
+    """``build_tiny_models(full_size=True)`` / ``extract_bench --full-size``: checked on the meta device, never built."""
+    import torch
+    from transformers import BertModel, Blip2VisionModel, HubertModel, VideoMAEModel, WhisperForConditionalGeneration
+
+    from herostore.extract.models import fast_videomae_init
+    from herostore.extract.tiny_models import model_configs
+
+    configs = model_configs(full_size=True)
+    classes = {"video_mae": VideoMAEModel, "clip": Blip2VisionModel, "hubert": HubertModel,
+               "asr": WhisperForConditionalGeneration, "bert": BertModel}
+    millions = {"video_mae": 304, "clip": 986, "hubert": 315, "asr": 809, "bert": 86}  # bert: small test vocab
+    for role, cls in classes.items():
+        with torch.device("meta"), fast_videomae_init():
+            model = cls(configs[role])
+        assert round(sum(p.numel() for p in model.parameters()) / 1e6) == millions[role], role
+    for role in ("video_mae", "clip", "hubert", "bert", "au"):
+        assert configs[role].hidden_size == MODALITY_BY_NAME[role].dim
+    assert configs["asr"].num_mel_bins == 128 and configs["asr"].vocab_size == 51866
+    assert model_configs()["video_mae"].num_hidden_layers == 1
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
