@@ -120,7 +120,9 @@ class HeroDataset(Dataset):
     def reader(self):
         """This process's reader, opened on first use (and again after a fork)."""
         if self._reader is None or self._reader_pid != os.getpid():
-            self._reader = _open(self.feature_root, self.fast)
+            # subsampling keeps a few rows of long arrays: map uncompressed chunks instead of reading them whole
+            zero_copy = bool(self.max_len) and self.truncate == "subsample"
+            self._reader = _open(self.feature_root, self.fast, zero_copy=zero_copy)
             self._reader_pid = os.getpid()
         return self._reader
 
@@ -239,10 +241,10 @@ HeroDataset.collate = staticmethod(collate)  # type: ignore[attr-defined]  # ds.
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _open(feature_root: Path, fast: bool):
+def _open(feature_root: Path, fast: bool, zero_copy: bool = False):
     from .reader import open_reader  # imported here so that importing the dataset stays cheap
 
-    return open_reader(feature_root, fast=fast)
+    return open_reader(feature_root, fast=fast, zero_copy=zero_copy)
 
 
 def _close(reader: Any) -> None:

@@ -55,8 +55,8 @@ __all__ = ["NpyReader", "VideoRecord", "ZarrReader", "open_reader"]
 # smaller ones are read with one read() into the output, which measured faster than
 # mmap + munmap + page faults for tiny files.
 MMAP_MIN_BYTES = 256 * 1024
-# A sample's chunks are shared among threads only when they hold at least this much:
-# below it, handing work to threads costs more than it saves.
+# A sample's chunks are shared among threads only when they decode to at least this
+# much: below it, handing work to threads costs more than it saves.
 PARALLEL_MIN_BYTES = 512 * 1024
 
 _DTYPES = {
@@ -257,11 +257,12 @@ def _prepare_array(array_dir: str, plan: _Plan, limit: int | None, zero_copy: bo
 
 
 def _run_jobs(jobs: Sequence[_ChunkJob], threads: int) -> None:
-    """Read and decode every chunk job, on ``threads`` threads when there is enough work to share.
+    """Read and decode every chunk job, on ``threads`` threads when there is enough decoding to share.
 
     All chunk files are opened first and the kernel is told they will be needed
     (``POSIX_FADV_WILLNEED``), so on a cold cache their reads proceed together while the
-    first chunks decode. Blosc and file reads release the GIL, so threads decode in parallel.
+    first chunks decode. Blosc releases the GIL, so threads decode in parallel; plain
+    copies of uncompressed chunks measured faster on one thread.
     """
     if not jobs:
         return
@@ -276,8 +277,8 @@ def _run_jobs(jobs: Sequence[_ChunkJob], threads: int) -> None:
                 if len(jobs) > 1:
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
             fds.append(fd)
-        total = sum(len(job.dest) for job in jobs)
-        if threads > 1 and len(jobs) > 1 and total >= PARALLEL_MIN_BYTES:
+        decoded = sum(len(job.dest) for job in jobs if job.plan.codec is not None)
+        if threads > 1 and len(jobs) > 1 and decoded and decoded >= PARALLEL_MIN_BYTES:
             order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].dest))  # largest first
             for _ in _thread_pool(threads).map(lambda i: _run_job(jobs[i], fds[i]), order):
                 pass
@@ -378,12 +379,12 @@ def _is_url(path: str) -> bool:
 class ZarrReader:
     """Read videos from a herostore store (local path, or a URL through zarr-python).
 
-    ``fast=False`` reads every array through zarr-python. ``zero_copy=False`` makes
-    the fast path read uncompressed one-chunk arrays into fresh writable arrays
-    instead of returning read-only views of a memory map: slower when only part of
-    an array is used (the HERO loader keeps 64 rows), faster when all of it is
-    copied anyway. ``threads`` shares a sample's chunks among that many threads
-    (``None``: ``default_threads()``). ``storage_options`` are passed to fsspec for URLs
+    ``fast=False`` reads every array through zarr-python. ``zero_copy=True`` makes
+    the fast path return large uncompressed one-chunk arrays as read-only views of a
+    memory map of the chunk file instead of reading them into fresh writable arrays:
+    faster when only some rows are used (subsampling 64 of 1568 rows), slower when
+    every row is copied anyway. ``threads`` shares the decoding of a sample's
+    compressed chunks among that many threads (``None``: ``default_threads()``). ``storage_options`` are passed to fsspec for URLs
     (``s3://bucket/features``).
     """
 
@@ -394,7 +395,7 @@ class ZarrReader:
         path: str | os.PathLike,
         *,
         fast: bool = True,
-        zero_copy: bool = True,
+        zero_copy: bool = False,
         threads: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ):
@@ -704,7 +705,7 @@ def open_reader(
     feature_root: str | os.PathLike,
     *,
     fast: bool = True,
-    zero_copy: bool = True,
+    zero_copy: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> ZarrReader | NpyReader:
     """The reader for a herostore store (``ZarrReader``) or a folder of spec ``.npy`` files (``NpyReader``)."""

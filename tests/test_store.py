@@ -22,7 +22,7 @@ from herostore.store import _host, check_video_id, is_store
 ARRAY_KEYS = ("video_mae", "clip", "hubert", "bert", "au")
 
 
-@pytest.mark.parametrize("preset", ["lossless", "float16", "bitround", "bitround:5", "raw"])
+@pytest.mark.parametrize("preset", ["lossless", "float16", "float16-lz4", "bitround", "bitround:5", "raw"])
 def test_round_trip_in_every_preset(tmp_path, preset):
     store = FeatureStore.create(tmp_path / "s", preset)
     source = make_features(1, au=True)
@@ -36,7 +36,7 @@ def test_round_trip_in_every_preset(tmp_path, preset):
         if p.lossless or preset == "raw":
             assert got.dtype == want.dtype and np.array_equal(got, want)
         else:
-            bits = 10 if preset == "float16" else p.keepbits
+            bits = 10 if p.dtype == "float16" else p.keepbits
             rel = np.abs(got.astype(np.float64) - want) / np.maximum(np.abs(want), 1e-3)
             assert rel.max() <= 2.0 ** -bits, (preset, key, rel.max())
 
