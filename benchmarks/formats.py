@@ -186,7 +186,7 @@ class ChunkLimitReader:
             jobs += [(name, raw[i * chunk_bytes:(i + 1) * chunk_bytes], codec, chunk_bytes)
                      for i, name in enumerate(files)]
             out[key] = array
-        if self.pool is None or len(jobs) < 2:
+        if self.pool is None or len(jobs) < 2 or all(job[2] is None for job in jobs):  # as the reader: only decoding
             for job in jobs:
                 _limit_job(*job)
         else:
@@ -440,10 +440,8 @@ def candidate_presets() -> list[Preset]:
 
     base = get_preset(DEFAULT_PRESET)
     return [
-        replace(base, name=f"{base.name}-c2048", chunk_rows=2048,
-                description="the default preset with 2048-row chunks: one chunk per spec-sized array"),
-        replace(base, name="float16-raw", dtype="float16", keepbits=None, cname=None, chunk_rows=4096,
-                description="float16, uncompressed, one chunk per array"),
+        replace(base, name=f"{base.name}-c512", chunk_rows=512,
+                description="the default preset with 512-row chunks: several files per long array"),
     ]
 
 
@@ -453,6 +451,7 @@ def make_formats(root: Path, candidates: bool = False) -> list[Format]:
         NpyFolder(root),
         HerostoreFormat(root, "lossless"),
         HerostoreFormat(root, "float16"),
+        HerostoreFormat(root, "float16-lz4"),
         HerostoreFormat(root, "bitround"),
         HerostoreFormat(root, "raw"),
         *extra,

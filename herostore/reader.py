@@ -259,9 +259,9 @@ def _prepare_array(array_dir: str, plan: _Plan, limit: int | None, zero_copy: bo
 def _run_jobs(jobs: Sequence[_ChunkJob], threads: int) -> None:
     """Read and decode every chunk job, on ``threads`` threads when there is enough decoding to share.
 
-    All chunk files are opened first and the kernel is told they will be needed
-    (``POSIX_FADV_WILLNEED``), so on a cold cache their reads proceed together while the
-    first chunks decode. Blosc releases the GIL, so threads decode in parallel; plain
+    All chunk files are opened first and the kernel is told that those not in the page
+    cache will be needed (``POSIX_FADV_WILLNEED``), so on a cold cache their reads proceed
+    together while the first chunks are read and decoded. Blosc releases the GIL, so threads decode in parallel; plain
     copies of uncompressed chunks measured faster on one thread.
     """
     if not jobs:
@@ -274,7 +274,7 @@ def _run_jobs(jobs: Sequence[_ChunkJob], threads: int) -> None:
             except FileNotFoundError:
                 fd = None  # never written: the fill value
             else:
-                if len(jobs) > 1:
+                if len(jobs) > 1 and not _first_page_cached(fd):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
             fds.append(fd)
         decoded = sum(len(job.dest) for job in jobs if job.plan.codec is not None)
@@ -289,6 +289,23 @@ def _run_jobs(jobs: Sequence[_ChunkJob], threads: int) -> None:
         for fd in fds:
             if fd is not None:
                 os.close(fd)
+
+
+def _first_page_cached(fd: int) -> bool:
+    """Whether the file's first page is in the page cache: a one-byte read that may not wait for the disk.
+
+    Telling the kernel about a cached file costs a walk over its pages (~50 us for 3 MB), so only
+    files that are not cached are announced.
+    """
+    if _RWF_NOWAIT is None:
+        return False
+    try:
+        return os.preadv(fd, [bytearray(1)], 0, _RWF_NOWAIT) == 1
+    except OSError:  # BlockingIOError: not cached; EOPNOTSUPP: the filesystem cannot tell
+        return False
+
+
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
 def _run_job(job: _ChunkJob, fd: int | None) -> None:
