@@ -1,6 +1,9 @@
 import os
 import pickle
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +175,32 @@ def test_non_string_transcript_error_names_the_source(tmp_path):
     with pytest.raises(SpecError, match=r"^from x: key 'transcript' must be str, found NoneType$"):
         spec_dict({k: v for k, v in features.items() if k != "transcript"}, source="from x")
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+CRAFTED = Path(__file__).parent / "data" / "crafted"
+
+
+@pytest.mark.parametrize(
+    "name, global_name",
+    [
+        ("exec_in_value.npy", "builtins.exec"),
+        ("os_system_transcript.npy", "posix.system"),
+        ("subprocess_inside_array.npy", "subprocess.call"),
+        ("exec_as_the_file.npy", "builtins.exec"),
+    ],
+)
+def test_kept_crafted_files_are_refused(name, global_name, monkeypatch):
+    """Crafted files kept on disk: every later version must refuse them without running anything."""
+    monkeypatch.delenv("HEROSTORE_CRAFTED_RAN", raising=False)
+    with pytest.raises(UnsafePickleError, match=f"{name}: refusing to unpickle global '{global_name}'"):
+        load_dict(CRAFTED / name)
+    assert "HEROSTORE_CRAFTED_RAN" not in os.environ
+
+
+def test_the_kept_crafted_files_do_run_code_under_plain_numpy():
+    """What the files above guard against: plain np.load(allow_pickle=True) runs the payload."""
+    code = ("import os, numpy as np; np.load(os.environ['CRAFTED'], allow_pickle=True); "
+            "print(os.environ.get('HEROSTORE_CRAFTED_RAN'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "CRAFTED": str(CRAFTED / "exec_as_the_file.npy")})
+    assert done.stdout.strip() == "1", done.stderr
