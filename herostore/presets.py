@@ -1,8 +1,8 @@
 """Named precision/compression presets.
 
 A preset says how feature arrays are stored: the dtype they are cast to (or kept),
-an optional BitRound of the float32 mantissa, the Blosc compressor and the number of
-rows per chunk. Only core Zarr v3 codecs end up in the store's metadata (``bytes``
+an optional BitRound of the float32 mantissa, the Blosc compressor and the largest
+number of rows per chunk. Only core Zarr v3 codecs end up in the store's metadata (``bytes``
 and ``blosc``): the lossy steps happen before writing, so any v3 reader opens the
 arrays as plain float arrays. The chosen preset's config is recorded in the store.
 """
@@ -67,6 +67,15 @@ class Preset:
         if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
             return f"chunk_rows {self.chunk_rows!r}, expected a positive integer"
         return None
+
+    def rows_per_chunk(self, rows: int) -> int:
+        """Rows per chunk for an array of ``rows`` rows: equal chunks of at most ``chunk_rows``.
+
+        Zarr stores the last chunk full size, so 1568 rows in 512-row chunks would store 2048;
+        four chunks of 392 store 1568 (the padding is always under one row per chunk).
+        """
+        n_chunks = -(-rows // self.chunk_rows)
+        return max(1, -(-rows // max(1, n_chunks)))
 
     def prepare(self, array: np.ndarray) -> np.ndarray:
         """Apply the preset's precision to one array before it is written."""

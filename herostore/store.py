@@ -220,7 +220,7 @@ class FeatureStore:
                 data = self.preset.prepare(source)
             except OverflowError as exc:
                 raise SpecError(f"{video_id}: key {key!r}: {exc}; use the lossless preset") from None
-            chunks = (min(self.preset.chunk_rows, data.shape[0]),) + data.shape[1:]
+            chunks = (self.preset.rows_per_chunk(data.shape[0]),) + data.shape[1:]
             array = group.create_array(
                 key,
                 shape=data.shape,

@@ -113,7 +113,8 @@ def test_missing_chunk_files_read_as_fill_value(store_factory, threads, monkeypa
     for preset in ("lossless", "raw"):
         store = store_factory(preset, n=1)
         add_odd_videos(store)
-        # lossless: 512-row chunks, so video_mae loses rows 512..1023; raw: one 4096-row chunk, all of it
+        # lossless: at most 512 rows per chunk, so 1300 rows are 3 chunks of 434 and video_mae loses rows
+        # 434..867, hubert (513 rows: 2 chunks of 257) rows 0..256; raw: one chunk each, all of it
         mae_chunk = "1" if preset == "lossless" else "0"
         os.remove(store.path / "long" / "video_mae" / "c" / mae_chunk / "0")
         os.remove(store.path / "long" / "hubert" / "c" / "0" / "0")
@@ -122,8 +123,8 @@ def test_missing_chunk_files_read_as_fill_value(store_factory, threads, monkeypa
             assert_same(record.arrays[key], zarr_ref(store.path, "long", key))
         mae, hubert = record.arrays["video_mae"], record.arrays["hubert"]
         if preset == "lossless":
-            assert not mae[512:1024].any() and mae[:512].all() and mae[1024:].all()
-            assert not hubert[:512].any() and hubert[512:].all()
+            assert not mae[434:868].any() and mae[:434].all() and mae[868:].all()
+            assert not hubert[:257].any() and hubert[257:].all()
         else:
             assert not mae.any() and not hubert.any()
 

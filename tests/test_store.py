@@ -372,3 +372,22 @@ def test_create_where_a_file_is_in_the_way(tmp_path):
         FeatureStore.create(tmp_path / "afile" / "features")
     with pytest.raises(StoreError, match=r"afile: exists and is not a folder"):
         FeatureStore.create(tmp_path / "afile")
+
+
+@pytest.mark.parametrize("rows, chunk_rows, expected", [(5000, 4096, 2500), (1568, 512, 392), (1300, 512, 434),
+                                                          (4096, 4096, 4096), (1, 512, 1), (513, 512, 257)])
+def test_arrays_are_cut_into_equal_chunks_so_the_padded_last_chunk_wastes_little(tmp_path, rows, chunk_rows,
+                                                                                    expected):
+    from dataclasses import replace
+
+    preset = replace(get_preset("float16"), name="float16-test", chunk_rows=chunk_rows)
+    assert preset.rows_per_chunk(rows) == expected
+    store = FeatureStore.create(tmp_path / "s", preset)
+    store.write_video("v", make_features(0, lengths=(rows, 1, 1, 1)))
+    meta = json.loads((store.path / "v" / "video_mae" / "zarr.json").read_text())
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [expected, 1024]
+    stored = sum(f.stat().st_size for f in (store.path / "v" / "video_mae" / "c").rglob("*") if f.is_file())
+    n_chunks = -(-rows // expected)
+    assert stored == n_chunks * expected * 1024 * 2 and n_chunks * expected - rows < n_chunks
+    assert np.array_equal(store.read_video("v")["video_mae"], make_features(0, lengths=(rows, 1, 1, 1))["video_mae"]
+                          .astype(np.float16))
