@@ -35,15 +35,17 @@ from herostore.extract.pipeline import STAGES, get_models
 from herostore.extract.tiny_models import FULL_SIZE_ASR_MAX_TOKENS
 
 
-def make_clips(folder: Path, count: int, seconds: float) -> Path:
-    """``count`` clips with audio, alternating landscape 320x240 and portrait 240x320."""
+def make_clips(folder: Path, count: int, seconds: float) -> list[Path]:
+    """``count`` clips with audio, alternating landscape 320x240 and portrait 240x320 (reused when present)."""
     folder.mkdir(parents=True, exist_ok=True)
+    paths = []
     for i in range(count):
         size = (320, 240) if i % 2 == 0 else (240, 320)
-        path = folder / f"clip_{i:04d}.mp4"
+        path = folder / f"clip_{i:04d}_{seconds:g}s.mp4"
         if not path.exists():
             write_clip(path, seconds=seconds, width=size[0], height=size[1], freq=220 + 40 * i, seed=i)
-    return folder
+        paths.append(path)
+    return paths
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.videos, args.seconds = 4, 1.0
     result = run(args)
+    result["command"] = "python -m benchmarks.extract_bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(render(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))

@@ -219,16 +219,14 @@ def _limit_job(name: str, dest: memoryview, codec: Any, chunk_bytes: int) -> Non
 
 
 def _hdf5_filter(preset_name: str) -> tuple[str, dict[str, Any]]:
-    """The HDF5 compressor closest to a herostore preset: blosc via hdf5plugin, else gzip + shuffle."""
+    """The HDF5 storage closest to a herostore preset: the same Blosc compressor via hdf5plugin, or none."""
     p = get_preset(preset_name)
-    try:
-        import hdf5plugin
+    if p.cname is None:
+        return "none (contiguous)", {}
+    import hdf5plugin
 
-        shuffle = {"bitshuffle": hdf5plugin.Blosc.BITSHUFFLE, "shuffle": hdf5plugin.Blosc.SHUFFLE}.get(p.shuffle, 0)
-        return f"blosc {p.cname}-{p.clevel} {p.shuffle} (hdf5plugin)", dict(hdf5plugin.Blosc(p.cname, p.clevel, shuffle))
-    except ImportError:
-        return "gzip-4 + shuffle (h5py built-in; hdf5plugin not installed)", {
-            "compression": "gzip", "compression_opts": 4, "shuffle": True}
+    shuffle = {"bitshuffle": hdf5plugin.Blosc.BITSHUFFLE, "shuffle": hdf5plugin.Blosc.SHUFFLE}.get(p.shuffle, 0)
+    return f"blosc {p.cname}-{p.clevel} {p.shuffle} (hdf5plugin)", dict(hdf5plugin.Blosc(p.cname, p.clevel, shuffle))
 
 
 class Hdf5File(Format):
@@ -242,7 +240,8 @@ class Hdf5File(Format):
         self.dtype = np.float32 if self.preset.dtype in (None, "float32") else np.dtype(self.preset.dtype)
         self.precision = "fp32" if self.dtype == np.float32 else str(np.dtype(self.dtype))
         self.compressor, self.options = _hdf5_filter(self.preset.name)
-        self.compressor += f", {self.preset.chunk_rows}-row chunks"
+        if self.options:
+            self.compressor += f", chunks of at most {self.preset.chunk_rows} rows"
 
     def write(self, videos):
         import h5py
@@ -255,8 +254,11 @@ class Hdf5File(Format):
                 for key, value in features.items():
                     if isinstance(value, np.ndarray):
                         data = value.astype(self.dtype)
-                        chunks = (min(self.preset.chunk_rows, data.shape[0]),) + data.shape[1:]
-                        g.create_dataset(key, data=data, chunks=chunks, **self.options)
+                        if self.options:  # compressed: chunked as the herostore preset is
+                            chunks = (self.preset.rows_per_chunk(data.shape[0]),) + data.shape[1:]
+                            g.create_dataset(key, data=data, chunks=chunks, **self.options)
+                        else:
+                            g.create_dataset(key, data=data)
 
     def expected(self, array):
         return array.astype(self.dtype)
@@ -265,11 +267,8 @@ class Hdf5File(Format):
 class Hdf5Reader:
     def __init__(self, path: Path):
         import h5py
+        import hdf5plugin  # noqa: F401  (registers the blosc filter)
 
-        try:
-            import hdf5plugin  # noqa: F401  (registers the blosc filter)
-        except ImportError:
-            pass  # files were then written with gzip
         self.file = h5py.File(path, "r")
 
     def read(self, vid, modalities):

@@ -235,12 +235,9 @@ def machine(workdir: Path) -> dict[str, Any]:
                 if line.startswith("model name")), platform.processor())
     best_mount = max((p for p in psutil.disk_partitions(all=True) if str(workdir.resolve()).startswith(p.mountpoint)),
                      key=lambda p: len(p.mountpoint), default=None)
-    try:
-        import hdf5plugin
+    import hdf5plugin
 
-        plugin = hdf5plugin.version
-    except ImportError:
-        plugin = None
+    plugin = hdf5plugin.version
     return {
         "cpus": bdata.cpu_count(),
         "cpu": cpu,
