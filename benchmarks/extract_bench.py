@@ -5,7 +5,7 @@
     python -m benchmarks.extract_bench --full-size --device cuda --workdir /scratch/bench   # real sizes, no hub
     python -m benchmarks.extract_bench --model-dir /models --device cuda --batch-size 8 --videos 64
 
-Without ``--model-dir`` the models are the random-weight ones of ``herostore.extract.tiny_models``:
+Without ``--model-dir`` the models are the random-weight ones of ``herostore.testing.tiny_models``:
 real hidden sizes but 1 layer, so the model share of the time is far below a real run's; the decode and
 write shares and the pipeline overhead are real. ``--full-size`` builds RANDOM-WEIGHT models with the
 real architectures' sizes (VideoMAE-large, the Blip-2 EVA ViT-g/14 tower, HuBERT-large,
@@ -29,10 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from herostore.extract import build_tiny_models, run_extraction, write_clip
+from herostore.extract import run_extraction
+from herostore.testing import build_tiny_models, write_clip
 from herostore.extract.models import ModelConfig
 from herostore.extract.pipeline import STAGES, get_models
-from herostore.extract.tiny_models import FULL_SIZE_ASR_MAX_TOKENS
+from herostore.testing.tiny_models import FULL_SIZE_ASR_MAX_TOKENS
 
 
 def make_clips(folder: Path, count: int, seconds: float) -> list[Path]:

@@ -26,7 +26,8 @@ def _step(text: str) -> None:
 
 def run_demo(workdir: str) -> int:
     """Run every step, printing each; returns the exit code (0 only if every step succeeded)."""
-    from .extract import build_tiny_models, run_extraction, write_sample_set
+    from .extract import run_extraction
+    from .testing import build_tiny_models, write_sample_set
 
     work = Path(workdir)
     for name in OUTPUTS:

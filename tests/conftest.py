@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from herostore.sample import make_npy_dataset, sample_features
+from herostore.testing.features import make_npy_dataset, sample_features
 from herostore.store import FeatureStore
 
 

@@ -7,7 +7,7 @@ from herostore import FeatureStore, StoreError
 from herostore.convert import export_npy, import_npy
 from herostore.npyfile import save_features
 from herostore.parallel import Outcome, guarded, map_videos
-from herostore.sample import sample_features
+from herostore.testing.features import sample_features
 
 
 def _assert_same_npy_folders(a, b):

@@ -1,6 +1,6 @@
 """Feature extraction, offline: random-weight models of the spec's hidden sizes, clips generated here.
 
-The models are built once per session (``herostore.extract.tiny_models``) and loaded through the
+The models are built once per session (``herostore.testing.tiny_models``) and loaded through the
 same ``from_pretrained`` / ``pipeline(...)`` paths real checkpoints use. One zarr run over the sample
 folder is shared by the tests that only read its results.
 """
@@ -19,18 +19,16 @@ from herostore import npyfile
 from herostore.errors import ExtractionError, HerostoreError
 from herostore.extract import (
     DEFAULT_MODELS,
-    build_tiny_models,
     decode_video,
     discover_videos,
     run_extraction,
     sample_indices,
-    write_sample_set,
 )
 from herostore.extract import pipeline as pipeline_module
 from herostore.extract.media import decode_audio
-from herostore.extract.models import ModelConfig, ModelLoadError, resolve_model
+from herostore.extract.models import ModelConfig, ModelLoadError, is_random_weight_model, resolve_model
 from herostore.extract.pipeline import get_models
-from herostore.extract.tiny_models import TINY_AU_ID, is_random_weight_model
+from herostore.testing import TINY_AU_ID, build_tiny_models, write_sample_set
 from herostore.schema import MODALITY_BY_NAME, check_features
 from herostore.store import FeatureStore
 from herostore.validate import validate_dataset
@@ -480,7 +478,7 @@ def test_full_size_random_models_have_the_real_architectures():
     from transformers import BertModel, Blip2VisionModel, HubertModel, VideoMAEModel, WhisperForConditionalGeneration
 
     from herostore.extract.models import fast_videomae_init
-    from herostore.extract.tiny_models import model_configs
+    from herostore.testing.tiny_models import model_configs
 
     configs = model_configs(full_size=True)
     classes = {"video_mae": VideoMAEModel, "clip": Blip2VisionModel, "hubert": HubertModel,
@@ -500,7 +498,7 @@ def test_full_size_random_models_have_the_real_architectures():
 
 
 def _cli(argv: list[str]) -> int:
-    from herostore.cli_extract import main
+    from herostore.cli.extract import main
 
     return main(argv)
 
@@ -565,7 +563,7 @@ def test_script_is_the_spec_invocation(clips, tiny_dir, tmp_path):
 
 def test_main_cli_has_the_extract_subcommand():
     from herostore.cli import build_parser
-    from herostore.cli_extract import run
+    from herostore.cli.extract import run
 
     args = build_parser().parse_args(["extract", "--video_path", "v.mp4", "--output_dir", "out"])
 

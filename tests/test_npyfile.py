@@ -10,7 +10,7 @@ import pytest
 
 from herostore import SpecError, UnsafePickleError
 from herostore.npyfile import list_video_ids, load_dict, load_features, save_features, spec_dict
-from herostore.sample import sample_features
+from herostore.testing.features import sample_features
 
 
 def test_written_files_load_with_plain_numpy(tmp_path):

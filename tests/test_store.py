@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from herostore import FeatureStore, InvalidVideoIdError, SpecError, StoreError
 from herostore.presets import PRESETS, Preset, get_preset
-from herostore.sample import sample_features as make_features
+from herostore.testing.features import sample_features as make_features
 from herostore.store import _host, check_video_id, is_store
 
 ARRAY_KEYS = ("video_mae", "clip", "hubert", "bert", "au")

@@ -7,7 +7,7 @@ import pytest
 
 from herostore import FeatureStore
 from herostore.convert import import_npy
-from herostore.sample import sample_features
+from herostore.testing.features import sample_features
 from herostore.stats import compute_stats
 from herostore.validate import render_info, store_info, validate_dataset
 

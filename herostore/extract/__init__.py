@@ -3,13 +3,13 @@
 ``run_extraction`` is the library entry point (the ``herostore extract`` command and
 ``scripts/extract_features.py`` call it). Modules: ``media`` (decord decoding and frame
 / audio sampling), ``models`` (one transformers wrapper per spec key), ``pipeline``
-(discovery, resume, prefetch, progress, failures, dask), ``sample_media`` and
-``tiny_models`` (synthetic clips and random-weight test models, for tests and demos).
+(discovery, resume, prefetch, progress, failures, dask). Synthetic clips and random-weight
+test models live in ``herostore.testing``.
 Importing this package does not import torch or transformers.
 """
 
 from .media import AUDIO_RATE, DecodedVideo, decode_video, sample_indices
-from .models import DEFAULT_MODELS, ROLES, ModelConfig, ModelLoadError
+from .models import DEFAULT_MODELS, ROLES, ModelConfig, ModelLoadError, is_random_weight_model
 from .pipeline import (
     Extraction,
     ExtractionReport,
@@ -19,8 +19,6 @@ from .pipeline import (
     prepare_extraction,
     run_extraction,
 )
-from .sample_media import write_clip, write_sample_set
-from .tiny_models import build_tiny_models, is_random_weight_model
 
 __all__ = [
     "AUDIO_RATE",
@@ -33,13 +31,10 @@ __all__ = [
     "ModelConfig",
     "ModelLoadError",
     "VideoItem",
-    "build_tiny_models",
     "decode_video",
     "discover_videos",
     "is_random_weight_model",
     "prepare_extraction",
     "run_extraction",
     "sample_indices",
-    "write_clip",
-    "write_sample_set",
 ]

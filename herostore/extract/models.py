@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,6 @@ import numpy as np
 from ..errors import ExtractionError
 from ..schema import MODALITY_BY_NAME
 from .media import AUDIO_RATE
-from .tiny_models import is_random_weight_model
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -50,6 +50,7 @@ __all__ = [
     "Transcriber",
     "VideoMAEEncoder",
     "fast_videomae_init",
+    "is_random_weight_model",
     "resolve_model",
     "video_mae_num_frames",
 ]
@@ -69,6 +70,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 HUBERT_WINDOW_S = 30.0  # longer audio runs in windows that tile the 20 ms frames exactly
 ASR_WINDOW_S = 30  # Whisper hears 30 s at a time; longer audio is chunked by the pipeline
+# A model folder holding this file was built with random weights (``herostore.testing.tiny_models``): features
+# made with it are meaningless, and everything written from them says so.
+RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
 
 
 class ModelLoadError(ExtractionError):
@@ -108,6 +112,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def is_random_weight_model(path: str | os.PathLike) -> bool:
+    """Whether a local model folder is marked as a random-weight test model."""
+    return (Path(path) / RANDOM_WEIGHTS_MARKER).is_file()
 
 
 def resolve_model(ref: str, model_dir: str | None, role: str) -> str:

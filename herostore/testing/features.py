@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import npyfile
+from .. import npyfile
 
 SAMPLE_EMOTIONS = ("neutral", "happy", "sad", "angry")
 

@@ -27,9 +27,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER", "TINY_AU_ID", "build_tiny_models", "is_random_weight_model", "model_configs"]
+from ..extract.models import RANDOM_WEIGHTS_MARKER as MARKER
 
-MARKER = "RANDOM_WEIGHTS"
+__all__ = ["TINY_AU_ID", "build_tiny_models", "model_configs"]
+
 _VERSION = 1
 # Random weights never say end-of-text: generation runs to the cap. 40 tokens is about a 10 s utterance.
 FULL_SIZE_ASR_MAX_TOKENS = 40
@@ -38,13 +39,13 @@ TINY_AU_ID = "herostore-tiny/au-vit"  # no real default exists for `au`; only bu
 
 _README = """# RANDOM-WEIGHT TEST MODEL - NOT {model_id}
 
-Built offline by `herostore.extract.tiny_models` for tests, the demo and the CPU benchmark.
+Built offline by `herostore.testing.tiny_models` for tests, the demo and the CPU benchmark.
 Same architecture family and hidden size as the real `{model_id}` ({what}), but 1 layer, random
 weights: every feature it produces is meaningless. Never use these features for training.
 """
 _README_FULL = """# RANDOM-WEIGHT FULL-SIZE MODEL - NOT {model_id}
 
-Built offline by `herostore.extract.tiny_models` (`full_size=True`) for benchmarks at real size.
+Built offline by `herostore.testing.tiny_models` (`full_size=True`) for benchmarks at real size.
 The real `{model_id}` architecture and sizes ({what}), but random weights (saved in float16):
 every feature it produces is meaningless. Never use these features for training.
 """
@@ -62,11 +63,6 @@ _BERT_WORDS = [
 _BERT_CHINESE = "我你他她们今天很高兴难过生气害怕惊讶的了是不好在有这那个说话视频声音情绪中文"
 
 
-def is_random_weight_model(path: str | os.PathLike) -> bool:
-    """Whether a local model folder was made here as a random-weight test model."""
-    return (Path(path) / MARKER).is_file()
-
-
 def build_tiny_models(root: str | os.PathLike, *, languages: tuple[str, ...] = ("en", "zh"),
                       au: bool = False, seed: int = 0, full_size: bool = False) -> Path:
     """Build the random-weight test models under ``root`` (idempotent); returns ``root``.
@@ -78,7 +74,7 @@ def build_tiny_models(root: str | os.PathLike, *, languages: tuple[str, ...] = (
     """
     import torch
 
-    from .models import _quiet_transformers
+    from ..extract.models import _quiet_transformers
 
     root = Path(root)
     wanted = {"version": _VERSION, "languages": sorted(languages), "au": au, "seed": seed}
@@ -106,7 +102,7 @@ def build_tiny_models(root: str | os.PathLike, *, languages: tuple[str, ...] = (
 
 
 def _build_all(root: Path, languages: tuple[str, ...], au: bool, full: bool) -> None:
-    from .models import DEFAULT_MODELS
+    from ..extract.models import DEFAULT_MODELS
 
     configs = model_configs(full)
     builders = {"video_mae": _video_mae, "clip": _blip2, "hubert": _hubert, "asr": _whisper, "bert": _bert}
@@ -225,7 +221,7 @@ def _video_mae(out: Path, config: Any, full: bool) -> str:
     from transformers import VideoMAEForPreTraining, VideoMAEImageProcessor, VideoMAEModel
     from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-    from .models import fast_videomae_init
+    from ..extract.models import fast_videomae_init
 
     # Tiny: saved as VideoMAEForPreTraining like MCG-NJU/videomae-large, so loading VideoMAEModel strips the
     # prefix. Full size: the encoder alone (the pre-training decoder would only take disk and build time).
