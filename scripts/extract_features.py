@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 try:
-    from herostore.cli_extract import main
+    from herostore.cli.extract import main
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from herostore.cli_extract import main
+    from herostore.cli.extract import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="extract_features.py"))

@@ -3,8 +3,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from herostore.cli import main
+from herostore.presets import PRESETS
 
 
 def test_import_validate_export_info(npy_dataset, tmp_path, capsys):
@@ -51,6 +53,33 @@ def test_module_entry_point_and_help():
     assert result.returncode == 0
     for command in ("import-npy", "export-npy", "validate", "info", "stats", "labels", "demo"):
         assert command in result.stdout
+
+
+def _command_paths(parser, prefix=()):
+    """Every command and subcommand of a parser, e.g. ("import-npy",), ("labels", "mer")."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from _command_paths(sub, prefix + (name,))
+
+
+def test_every_commands_help_prints_cleanly(capsys):
+    from herostore.cli import build_parser
+
+    commands = list(_command_paths(build_parser()))
+    assert ("import-npy",) in commands and ("labels", "mer") in commands
+    for command in commands:
+        with pytest.raises(SystemExit) as done:
+            main([*command, "--help"])
+        assert done.value.code == 0, command
+        out = capsys.readouterr().out
+        assert out.startswith("usage: herostore " + " ".join(command)), command
+        assert "option_strings" not in out and "%%" not in out, (command, out)
+        if "--preset" in out:  # descriptions are printed as written, '%' included
+            assert " ".join(PRESETS["float16-lz4"].description.split()[:4]) in " ".join(out.split()), command
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herostore import cli_labels
+from herostore.cli import labels as cli_labels
 from herostore.errors import HerostoreError, LabelError
 from herostore.labels import (
     Label,

@@ -1,0 +1,56 @@
+"""Flags shared by several commands, and the one error policy of every command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from ..errors import HerostoreError
+from ..presets import DEFAULT_PRESET, PRESETS
+
+
+def help_text(text: str) -> str:
+    """``text`` safe for argparse help (which reads ``%`` as a format code)."""
+    return text.replace("%", "%%")
+
+
+def add_preset_flag(parser: argparse.ArgumentParser) -> None:
+    described = "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items())
+    parser.add_argument("--preset", default=DEFAULT_PRESET,
+                        help=help_text(f"precision/compression (default {DEFAULT_PRESET}); {described}; "
+                                       f"bitround:N keeps N mantissa bits"))
+
+
+def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel worker processes on this machine (default: CPU count, at most 8)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="address of an existing dask scheduler (e.g. tcp://10.0.0.5:8786) to run on instead")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path(s) and the reason, e.g. ``out/features: Not a directory``."""
+    if exc.filename is None:
+        text = str(exc) or type(exc).__name__
+    else:
+        paths = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+        text = f"{paths}: {exc.strerror or type(exc).__name__}"
+    return text.replace("\n", " ")
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, name: str) -> int:
+    """Run one command: a user mistake (``HerostoreError``, an unusable path) is one line on stderr and exit 2;
+    Ctrl-C is exit 130 with a note that a re-run resumes."""
+    try:
+        return func(args)
+    except HerostoreError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{name}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; what is written stays readable, re-run to resume", file=sys.stderr)
+        return 130

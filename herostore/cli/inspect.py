@@ -1,0 +1,53 @@
+"""``herostore validate``, ``info`` and ``stats``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .common import add_parallel_flags
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check a dataset against the spec (exit 0 only when clean)")
+    p.add_argument("dataset", help="spec dataset_root, features as .npy files or a store")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--no-values", action="store_true", help="skip the NaN/Inf scan of every value")
+    p.set_defaults(func=run_validate)
+
+    p = sub.add_parser("info", help="videos, bytes per modality, compression, sequence lengths of a store")
+    p.add_argument("store", help="a store, or a dataset_root whose features/ is one")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_info)
+
+    p = sub.add_parser("stats", help="compute per-modality mean/std into the store (for normalisation)")
+    p.add_argument("store", help="a store, or a dataset_root whose features/ is one")
+    add_parallel_flags(p)
+    p.set_defaults(func=run_stats)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from ..validate import validate_dataset
+
+    report = validate_dataset(args.dataset, check_values=not args.no_values)
+    print(report.to_json() if args.json else report.render())
+    return 0 if report.ok else 1
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..validate import render_info, store_info
+
+    info = store_info(args.store)
+    print(json.dumps(info, indent=1) if args.json else render_info(info))
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from ..stats import compute_stats
+
+    stats = compute_stats(args.store, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    for key, s in stats.items():
+        print(f"{key}: {s['count']} rows, {len(s['mean'])} dims")
+    print(f"stats recorded in {args.store}")
+    return 0
