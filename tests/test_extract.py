@@ -521,7 +521,8 @@ def test_cli_lists_failures_and_exits_1(clips, tiny_dir, tmp_path, capsys):
 def test_cli_run_errors_are_one_line(tmp_path, capsys):
     code = _cli(["--video_path", str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "out")])
     assert code == 2
-    assert capsys.readouterr().err.strip().startswith("error: --video_path")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("extract_features.py: error: --video_path"), err
 
 
 def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys, monkeypatch):
