@@ -105,7 +105,7 @@ class HerostoreFormat(Format):
             store.write_video(vid, features)
 
     def expected(self, array):
-        return self.preset.prepare(array)
+        return self.preset.prepare(array)[0]
 
 
 class HerostoreReader:
@@ -135,40 +135,28 @@ class HerostoreReader:
 
 
 class ChunkLimitReader:
-    """The decode limit: the same chunk files read and decoded with the same codec, and nothing else.
+    """The decode limit: the same chunk files read and decoded by herostore's chunk engine, and nothing else.
 
-    Every video's metadata is parsed once when opening (not timed), so a read is: open each chunk file,
-    read its bytes, blosc-decode them into the output array. With ``threads > 1`` the chunks of a sample
-    are shared among that many threads, largest first, as the herostore reader does.
+    Every video's metadata is parsed and planned once when opening (not timed), and checksums count as verified
+    (as in every epoch after the first), so a read is: open each chunk file, read its bytes, decode them into the
+    output array. With ``threads > 1`` the chunks of a sample are shared among that many threads, largest first,
+    as the herostore reader does.
     """
 
     def __init__(self, path: Path, threads: int = 1):
-        from numcodecs import Blosc
+        from herostore.layout import parse_root, parse_video
+        from herostore.read.engine import plan_array
 
-        shuffles = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
-        self.plans: dict[str, dict[str, tuple]] = {}
+        info = parse_root((path / "zarr.json").read_bytes(), str(path))
+        self.plans: dict[str, dict[str, Any]] = {}
         self.transcripts: dict[str, str] = {}
-        codecs: dict[str, Any] = {}
         with os.scandir(path) as entries:
             vids = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
         for vid in vids:
-            doc = json.loads((path / vid / "zarr.json").read_bytes())
-            self.transcripts[vid] = doc["attributes"]["transcript"]
-            plans = {}
-            for key, meta in doc["consolidated_metadata"]["metadata"].items():
-                shape = tuple(meta["shape"])
-                rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
-                codec = None
-                if len(meta["codecs"]) > 1:
-                    c = meta["codecs"][1]["configuration"]
-                    ckey = json.dumps(c, sort_keys=True)
-                    codec = codecs.get(ckey) or codecs.setdefault(
-                        ckey, Blosc(cname=c["cname"], clevel=c["clevel"], shuffle=shuffles[c["shuffle"]],
-                                    blocksize=c.get("blocksize", 0)))
-                n_chunks = -(-shape[0] // rows)
-                files = [f"{path}/{vid}/{key}/c/{i}/0" for i in range(n_chunks)]
-                plans[key] = (shape, np.dtype(meta["data_type"]), rows, codec, files)
-            self.plans[vid] = plans
+            meta = parse_video((path / vid / "zarr.json").read_bytes(), str(path), vid)
+            self.transcripts[vid] = meta.transcript
+            self.plans[vid] = {key: (plan_array(key, array, vid, checksums=info.checksums, preset=None), path / vid)
+                               for key, array in meta.arrays.items()}
         self.threads = threads
         self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
@@ -179,18 +167,18 @@ class ChunkLimitReader:
         for key in modalities:
             if key not in plans:
                 continue
-            shape, dtype, rows, codec, files = plans[key]
-            array = np.empty(shape, dtype)
+            plan, folder = plans[key]
+            array = np.empty(plan.shape, plan.encoding.native)
             raw = memoryview(array.reshape(-1).view(np.uint8))
-            chunk_bytes = rows * (raw.nbytes // shape[0])
-            jobs += [(name, raw[i * chunk_bytes:(i + 1) * chunk_bytes], codec, chunk_bytes)
-                     for i, name in enumerate(files)]
+            step = plan.chunk_bytes
+            jobs += [(plan, f"{folder}/{plan.chunk_key(i)}", raw[i * step:(i + 1) * step])
+                     for i in range(plan.n_chunks)]
             out[key] = array
-        if self.pool is None or len(jobs) < 2 or all(job[2] is None for job in jobs):  # as the reader: only decoding
-            for job in jobs:
+        if self.pool is None or len(jobs) < 2 or all(job[0].encoding.codec is None for job in jobs):
+            for job in jobs:  # as the reader: only decoding is shared among threads
                 _limit_job(*job)
         else:
-            jobs.sort(key=lambda job: -len(job[1]))
+            jobs.sort(key=lambda job: -len(job[2]))
             for _ in self.pool.map(lambda job: _limit_job(*job), jobs):
                 pass
         return out, self.transcripts[vid]
@@ -200,19 +188,15 @@ class ChunkLimitReader:
             self.pool.shutdown()
 
 
-def _limit_job(name: str, dest: memoryview, codec: Any, chunk_bytes: int) -> None:
+def _limit_job(plan: Any, name: str, dest: memoryview) -> None:
+    from herostore.read.engine import decode_chunk
+
     fd = os.open(name, os.O_RDONLY)
     try:
-        if codec is None:
-            os.readv(fd, [dest])
-            return
         data = os.read(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
-    if len(dest) == chunk_bytes:
-        codec.decode(data, out=dest)
-    else:  # the last chunk is stored full size
-        dest[:] = memoryview(codec.decode(data))[: len(dest)]
+    decode_chunk(plan, data, dest, name, verified=True)
 
 
 # -- HDF5 ---------------------------------------------------------------------------
@@ -464,7 +448,7 @@ def make_formats(root: Path, candidates: bool = False) -> list[Format]:
 
 def make_read_paths(formats: Sequence[Format]) -> list[ReadPath]:
     from herostore.presets import DEFAULT_PRESET
-    from herostore.reader import NpyReader, ZarrReader, default_threads, open_reader
+    from herostore.read import NpyReader, ZarrReader, default_threads, open_reader
 
     paths: list[ReadPath] = []
     for fmt in formats:

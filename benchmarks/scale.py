@@ -82,25 +82,26 @@ def _rss_mb() -> float:
 def probe(path: str, n: int, reads: int) -> dict[str, Any]:
     rss_start = _rss_mb()
     t0 = time.perf_counter()
-    import herostore.reader as hr
+    from herostore.locations import local
+    from herostore.read import open_reader
 
     t_import = time.perf_counter() - t0
     rss_import = _rss_mb()
-    opened: list[str] = []
-    real_open = hr._open_fd
+    opened: list[str] = ["zarr.json"]  # the root document, read when opening
+    real_open = local._open_beneath
 
-    def counting_open(p: str) -> int:
+    def counting_open(root: int, p: str) -> int:
         opened.append(p)
-        return real_open(p)
+        return real_open(root, p)
 
-    hr._open_fd = counting_open
+    local._open_beneath = counting_open
     first = scale_id(n // 2)
     t0 = time.perf_counter()
-    reader = hr.open_reader(path)
+    reader = open_reader(path)
     t_open = time.perf_counter() - t0
     record = reader.read(first)
     t_open_read = time.perf_counter() - t0
-    hr._open_fd = real_open
+    local._open_beneath = real_open
     rss_open = _rss_mb()
     assert record.arrays, "the first read returned no arrays"
 
@@ -138,7 +139,7 @@ def probe(path: str, n: int, reads: int) -> dict[str, Any]:
 def compare_reads(stores: dict[int, str], reads: int, block: int = 25) -> dict[int, dict[str, Any]]:
     """Per-sample read time of every store measured in one process, in alternating blocks of ``block`` reads
     of random videos, so that drifting machine load hits every store alike (warm cache, after a warm-up pass)."""
-    from herostore.reader import open_reader
+    from herostore.read import open_reader
 
     rng = np.random.default_rng(1)
     readers = {n: open_reader(path) for n, path in stores.items()}

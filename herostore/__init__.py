@@ -1,12 +1,21 @@
 """herostore: chunked, compressed Zarr storage for HERO multimodal emotion features.
 
-One Zarr v3 group per dataset, one group per video, one array per modality; the
-spec's dict ``.npy`` files both ways; a lazy PyTorch dataset over either format.
+One Zarr v3 group per dataset, one group per video, one array per modality; the spec's dict ``.npy`` files both
+ways; a lazy PyTorch dataset over either format. ``import herostore`` stays light: the names that need torch
+(``HeroDataset``, ``collate``) or the read path are imported on first use.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
 from .errors import (
+    ArgumentError,
+    ChecksumError,
+    CorruptStoreError,
     ExtractionError,
     HerostoreError,
     InvalidVideoIdError,
@@ -20,12 +29,23 @@ from .presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from .schema import MODALITIES, check_features
 from .store import FeatureStore
 
+_LAZY = {
+    "HeroDataset": "herostore.dataset",
+    "collate": "herostore.dataset",
+    "open_reader": "herostore.read",
+    "VideoRecord": "herostore.read",
+}
+
 __all__ = [
     "DEFAULT_PRESET",
     "MODALITIES",
     "PRESETS",
+    "ArgumentError",
+    "ChecksumError",
+    "CorruptStoreError",
     "ExtractionError",
     "FeatureStore",
+    "HeroDataset",
     "HerostoreError",
     "InvalidVideoIdError",
     "LabelError",
@@ -34,6 +54,21 @@ __all__ = [
     "StoreError",
     "UnsafePickleError",
     "VideoNotFoundError",
+    "VideoRecord",
     "check_features",
+    "collate",
     "get_preset",
+    "open_reader",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'herostore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

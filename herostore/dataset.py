@@ -242,7 +242,7 @@ HeroDataset.collate = staticmethod(collate)  # type: ignore[attr-defined]  # ds.
 
 
 def _open(feature_root: Path, fast: bool, zero_copy: bool = False):
-    from .reader import open_reader  # imported here so that importing the dataset stays cheap
+    from .read import open_reader  # imported here so that importing the dataset stays cheap
 
     return open_reader(feature_root, fast=fast, zero_copy=zero_copy)
 

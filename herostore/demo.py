@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 from .convert import export_npy, import_npy
-from .validate import render_info, store_info, validate_dataset
+from .info import render_info, store_info
+from .validate import validate_dataset
 
 OUTPUTS = ("clips", "dataset", "npy", "lossless")
 MODELS_DIR = "tiny-models"  # kept between runs: building them is the slow part of the demo

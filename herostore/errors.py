@@ -35,9 +35,21 @@ class StoreError(HerostoreError, ValueError):
     """A path that is not a herostore store, or a store this version cannot read."""
 
 
+class CorruptStoreError(StoreError):
+    """A damaged store: a missing, truncated or undecodable chunk, metadata that disagree or break the format."""
+
+
+class ChecksumError(CorruptStoreError):
+    """A chunk whose bytes do not match the checksum stored with them."""
+
+
 class LabelError(HerostoreError, ValueError):
     """Malformed `labels.json` / `classes.json`, unknown labels, duplicate ids."""
 
 
 class ExtractionError(HerostoreError, RuntimeError):
     """A video that could not be decoded or run through the models."""
+
+
+class ArgumentError(HerostoreError, ValueError):
+    """An argument outside the values a function accepts (the message lists the valid ones)."""

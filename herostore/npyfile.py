@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError, UnsafePickleError, VideoNotFoundError
+from .fsutil import atomic_output
 from .schema import ARRAY_KEYS, SPEC_DTYPE, TRANSCRIPT_KEY, CheckedFeatures, check_features
 
 SUFFIX = ".npy"
@@ -125,13 +125,8 @@ def save_features(
     """
     path = Path(path)
     payload = spec_dict(features, source=str(path) if source is None else source)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, payload, allow_pickle=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as f:
+        np.save(f, payload, allow_pickle=True)
 
 
 def list_video_ids(folder: str | os.PathLike) -> list[str]:

@@ -112,7 +112,7 @@ def test_paths_in_the_way_are_one_line_errors(npy_dataset, tmp_path, capsys):
     afile.write_text("not a folder")
     assert main(["import-npy", str(npy_dataset), str(afile), "--workers", "1", "--quiet"]) == 2
     err = _one_line_error(capsys, "import-npy")
-    assert f"{afile / 'features'}: cannot create the store folder: {afile} is a file, not a folder" in err
+    assert f"{afile}: cannot create the destination dataset root: {afile} is a file, not a folder" in err
     assert main(["import-npy", str(npy_dataset), str(tmp_path / "z"), "--workers", "1", "--quiet"]) == 0
     capsys.readouterr()
     assert main(["export-npy", str(tmp_path / "z"), str(afile), "--workers", "1", "--quiet"]) == 2

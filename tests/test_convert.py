@@ -138,7 +138,8 @@ def test_export_names_the_video_whose_transcript_is_not_a_string(npy_dataset, tm
     meta_path.write_text(json.dumps(meta))
     report = export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False)
     assert report.failed == {
-        "video_002": f"{tmp_path / 'z' / 'features'}: video 'video_002': key 'transcript' must be str, found int"}
+        "video_002": f"{tmp_path / 'z' / 'features'}: video 'video_002': zarr.json has a transcript of type int; "
+                     "expected the transcript as a string (an empty one when there is no speech)"}
     assert sorted(report.written) == ["video_000", "video_001", "video_003"]
 
 

@@ -66,7 +66,7 @@ def expected(ann: Path) -> tuple[list[dict], list[str], dict[str, dict]]:
 
 
 def corrupt_chunks(array_dir: Path, keep=lambda parts: False) -> int:
-    """Overwrite the chunk files of a stored array with garbage (a missing chunk would read as fill value)."""
+    """Overwrite the chunk files of a stored array with garbage."""
     n = 0
     for path in array_dir.rglob("*"):
         if path.is_file() and path.name != "zarr.json" and not keep(path.relative_to(array_dir).parts):
@@ -183,27 +183,26 @@ def test_construction_reads_no_features(tmp_path, source):
                 corrupt_chunks(feature_root / vid / m)
     ds = HeroDataset(feature_root, ann)
     assert len(ds) == 4
-    with pytest.raises((SpecError, StoreError), match=r"not a \.npy file|blosc chunk"):  # reading shows the damage
+    with pytest.raises((SpecError, StoreError), match=r"not a \.npy file|checksum mismatch"):  # reading shows the damage
         ds[0]
 
 
 def test_subset_read_opens_only_the_requested_arrays(tmp_path, monkeypatch):
-    import herostore.reader
+    from herostore.locations import local
 
     feature_root, ann = build(tmp_path, "lossless")
     ds = HeroDataset(feature_root, ann, modalities=["hubert", "bert"])
-    opened: list[str] = []
-    real_open = herostore.reader._open_fd
+    opened: list[tuple[str, ...]] = []
+    real_open = local._open_beneath
 
-    def spy(path):
-        opened.append(Path(path).relative_to(feature_root).parts)
-        return real_open(path)
+    def spy(root_fd, relative):
+        opened.append(Path(relative).parts)
+        return real_open(root_fd, relative)
 
-    monkeypatch.setattr(herostore.reader, "_open_fd", spy)
+    monkeypatch.setattr(local, "_open_beneath", spy)
     ds[0]
-    video = [parts[1] for parts in opened if parts != ("zarr.json",)]  # the root metadata is read on opening
-    assert all(parts[0] == "video_000" for parts in opened if parts != ("zarr.json",))
-    assert set(video) == {"zarr.json", "hubert", "bert"}
+    assert all(parts[0] == "video_000" for parts in opened)
+    assert {parts[1] for parts in opened} == {"zarr.json", "hubert", "bert"}
 
 
 def test_subset_read_touches_no_other_arrays(tmp_path):
@@ -217,7 +216,7 @@ def test_subset_read_touches_no_other_arrays(tmp_path):
         s = ds[i]
         assert set(s["present"]) == {"hubert", "bert"}
         assert np.array_equal(s["hubert"].numpy(), features[s["video_id"]]["hubert"])
-    with pytest.raises(StoreError, match=r"video_mae/c/0/0: .*blosc chunk"):  # asking for video_mae reads them
+    with pytest.raises(StoreError, match=r"video_mae/c/0/0: checksum mismatch"):  # asking for video_mae reads them
         HeroDataset(feature_root, ann, modalities=["video_mae"])[0]
 
 
@@ -284,7 +283,7 @@ def test_head_reads_only_the_first_chunks(tmp_path):
     assert corrupt_chunks(chunk_dir, keep=lambda parts: parts[1] in ("0", "1")) == 8  # rows 0-7 stay readable
     head = HeroDataset(feature_root, ann, modalities=["hubert"], max_len=8, truncate="head")[0]["hubert"]
     assert torch.equal(head, full[:8])
-    with pytest.raises(StoreError, match=r"hubert/c/2/0: .*blosc chunk"):  # subsampling needs every row
+    with pytest.raises(StoreError, match=r"hubert/c/2/0: checksum mismatch"):  # subsampling needs every row
         HeroDataset(feature_root, ann, modalities=["hubert"], max_len=8)[0]
 
 

@@ -28,9 +28,9 @@ from herostore.extract import pipeline as pipeline_module
 from herostore.extract.media import decode_audio
 from herostore.extract.models import ModelConfig, ModelLoadError, is_random_weight_model, resolve_model
 from herostore.extract.pipeline import get_models
-from herostore.testing import TINY_AU_ID, build_tiny_models, write_sample_set
 from herostore.schema import MODALITY_BY_NAME, check_features
 from herostore.store import FeatureStore
+from herostore.testing import TINY_AU_ID, build_tiny_models, write_sample_set
 from herostore.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_frames_moved_by_a_failed_decode_are_recorded(clips, tiny_dir, tiny_mode
     report = run_extraction(clips["speech_a"], out, model_dir=tiny_dir, progress=False)
     assert report.written == ["speech_a"] and report.frames_clamped == ["speech_a"]
     assert "1 video(s) had undecodable frames near the end" in report.summary()
-    assert FeatureStore(out).video_metadata("speech_a")["attributes"]["herostore"]["source"]["frames_clamped"]
+    assert FeatureStore(out).video_meta("speech_a").notes["source"]["frames_clamped"]
 
 
 @pytest.mark.parametrize("name, reason", [
@@ -276,7 +276,7 @@ def test_zarr_run_writes_every_key_with_spec_dims(zarr_run, clips):
         audio = decode_audio(clips[vid])
         expected_t = 1 if audio is None else hubert_frames(len(audio))
         assert features["hubert"].shape == (expected_t, 1024)
-        notes = store.video_metadata(vid)["attributes"]["herostore"]
+        notes = store.video_meta(vid).notes
         assert notes["extraction"]["models"]["video_mae"] == "MCG-NJU/videomae-large"
         assert notes["extraction"]["random_weight_test_models"] is True
         assert notes["source"]["file"] == f"{vid}.mp4" and notes["source"]["frames_clamped"] is False
@@ -290,15 +290,15 @@ def test_no_audio_and_no_speech_are_recognisable(zarr_run):
     _, out = zarr_run
     store = FeatureStore(out)
     silent = store.read_video("silent_video")
-    notes = store.video_metadata("silent_video")["attributes"]["herostore"]
+    notes = store.video_meta("silent_video").notes
     assert notes["audio"] == "missing" and notes["speech"] == "none" and notes["text_source"] == "transcript"
     assert silent["hubert"].shape == (1, 1024) and not silent["hubert"].any()
     assert silent["transcript"] == "" and silent["bert"].shape == (2, 768)
     quiet = store.read_video("quiet_audio")
-    notes = store.video_metadata("quiet_audio")["attributes"]["herostore"]
+    notes = store.video_meta("quiet_audio").notes
     assert notes["audio"] == "present" and notes["speech"] == "none"
     assert quiet["transcript"] == "" and quiet["hubert"].shape[0] > 1  # real HuBERT frames of the silence
-    notes = store.video_metadata("speech_a")["attributes"]["herostore"]
+    notes = store.video_meta("speech_a").notes
     assert notes["audio"] == "present" and notes["speech"] == "present"
 
 
@@ -430,7 +430,7 @@ def test_labels_text_chinese_and_pooled_outputs(clips, tiny_dir, tmp_path):
     assert features["video_mae"].shape == (8, 1024)
     assert features["clip"].shape == (2, 1408)
     assert features["bert"].shape == (6 + 2, 768)  # six characters + [CLS] + [SEP]
-    notes = store.video_metadata("speech_a")["attributes"]["herostore"]
+    notes = store.video_meta("speech_a").notes
     assert notes["text_source"] == "labels" and notes["extraction"]["keyframes"] == 2
 
 

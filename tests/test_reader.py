@@ -1,5 +1,6 @@
-"""The readers: the fast path equals zarr-python byte for byte, reads only what it must,
-falls back where it cannot, and survives pickling, fork and spawn."""
+"""The readers. ``TestReaderConformance`` runs the same checks against every reader and byte source: the fast path
+equals zarr-python byte for byte, reads only what it is asked, refuses damage with an error naming the chunk, and
+survives pickling, fork and spawn. Source-specific behaviour follows the class."""
 
 from __future__ import annotations
 
@@ -18,11 +19,19 @@ import zarr
 from conftest import make_features
 
 from herostore import npyfile
-from herostore import reader as reader_module
-from herostore.errors import SpecError, StoreError, VideoNotFoundError
+from herostore.errors import (
+    ArgumentError,
+    ChecksumError,
+    CorruptStoreError,
+    SpecError,
+    StoreError,
+    VideoNotFoundError,
+)
+from herostore.locations import local as local_module
 from herostore.presets import get_preset
-from herostore.reader import NpyReader, VideoRecord, ZarrReader, open_reader
+from herostore.read import NpyReader, ZarrReader, open_reader
 from herostore.schema import ARRAY_KEYS
+from herostore.store import FeatureStore
 
 PRESETS = ["lossless", "float16", "float16-lz4", "bitround", "bitround:5", "raw"]
 
@@ -42,8 +51,7 @@ def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
 def add_odd_videos(store, *, long_raw: bool = False) -> None:
     """Videos longer than a chunk, with T=1, and with 3-D clip arrays."""
     rng = np.random.default_rng(7)
-    long = make_features(10, lengths=(1300, 3, 513, 2))
-    store.write_video("long", long, notes={"audio": "missing"})
+    store.write_video("long", make_features(10, lengths=(1300, 3, 513, 2)), notes={"audio": "missing"})
     store.write_video("tiny", make_features(11, lengths=(1, 1, 1, 1), au=True))
     clip3d = make_features(12)
     clip3d["clip"] = rng.standard_normal((2, 257, 1408), dtype=np.float32)
@@ -52,88 +60,203 @@ def add_odd_videos(store, *, long_raw: bool = False) -> None:
         store.write_video("longraw", make_features(13, lengths=(4100, 1, 1, 1)))
 
 
+# -- byte sources: each turns a local store into the source it tests -----------------------------------------------
+
+
+class LocalSource:
+    name = "local"
+
+    def open(self, store_path: Path, **options) -> ZarrReader:
+        return ZarrReader(store_path, **options)
+
+    def damage(self, store_path: Path) -> Path:
+        return store_path
+
+
+class MemorySource:
+    """The same store as objects on an fsspec filesystem (the in-memory one: no server needed)."""
+
+    name = "memory"
+
+    def __init__(self):
+        import fsspec
+
+        self.fs = fsspec.filesystem("memory")
+        self.count = 0
+
+    def open(self, store_path: Path, **options) -> ZarrReader:
+        self.count += 1
+        url = f"memory://herostore-test-{self.count}/features"
+        self.fs.put(str(store_path), url.removeprefix("memory:/"), recursive=True)
+        return ZarrReader(url, **options)
+
+
+SOURCES = [LocalSource, MemorySource]
+
+
+@pytest.fixture(params=SOURCES, ids=lambda s: s.name)
+def source(request):
+    made = request.param()
+    yield made
+    if isinstance(made, MemorySource):
+        made.fs.store.clear()
+        made.fs.pseudo_dirs.clear()
+        made.fs.pseudo_dirs.append("")
+
+
+class TestReaderConformance:
+    """What every (store) reader over every byte source must do."""
+
+    @pytest.mark.parametrize("preset", PRESETS)
+    def test_equals_zarr_python_in_every_preset(self, store_factory, source, preset):
+        store = store_factory(preset, n=2)
+        add_odd_videos(store)
+        reader = source.open(store.path)
+        assert reader.video_ids() == sorted(["video_000", "video_001", "long", "tiny", "clip3d"])
+        for vid in reader.video_ids():
+            record = reader.read(vid)
+            assert list(record.arrays) == [k for k in ARRAY_KEYS if k in store.shapes(vid)]
+            for key, array in record.arrays.items():
+                assert_same(array, zarr_ref(store.path, vid, key))
+            assert record.transcript == store.open_video(vid).attrs["transcript"]
+        assert reader.read("long").notes["audio"] == "missing"
+        assert reader.read("clip3d").arrays["clip"].shape == (2, 257, 1408)
+
+    def test_max_rows_and_subsets(self, store_factory, source):
+        store = store_factory("float16-lz4", n=2)
+        add_odd_videos(store)
+        reader = source.open(store.path)
+        full = zarr_ref(store.path, "long", "video_mae")
+        for rows in (0, 1, 64, 600, 1300, 5000):
+            got = reader.read("long", ["video_mae"], max_rows={"video_mae": rows}).arrays["video_mae"]
+            assert_same(got, full[:rows])
+        record = reader.read("long", max_rows={"hubert": 3})
+        assert record.arrays["hubert"].shape == (3, 1024)
+        assert_same(record.arrays["video_mae"], full)
+        assert list(reader.read("video_001", ["bert", "hubert", "au"]).arrays) == ["bert", "hubert", "au"]
+        assert list(reader.read("video_000", ["au", "clip"]).arrays) == ["clip"]  # video_000 has no au
+        assert list(reader.read("video_000", "bert").arrays) == ["bert"]
+
+    def test_bad_arguments_and_missing_videos(self, store_factory, source):
+        store = store_factory("float16", n=1)
+        reader = source.open(store.path)
+        with pytest.raises(SpecError, match="unknown modality 'audio'"):
+            reader.read("video_000", ["audio"])
+        with pytest.raises(ArgumentError, match=r"max_rows\['bert'\] = -1: expected an int >= 0"):
+            reader.read("video_000", max_rows={"bert": -1})
+        with pytest.raises(VideoNotFoundError) as info:
+            reader.read("video_999")
+        assert str(info.value) == f"{reader.location.name}: no video 'video_999'"
+        assert "video_000" in reader and "video_999" not in reader and "../x" not in reader
+
+    @pytest.mark.parametrize("preset", ["float16", "float16-lz4", "lossless"])
+    def test_damage_is_an_error_naming_the_chunk(self, store_factory, source, preset):
+        """A flipped byte, a truncated chunk and a missing chunk: never zeros, never silently wrong rows."""
+        store = store_factory(preset, n=1)
+        add_odd_videos(store)
+        video = store.path / "long"
+        flipped = max((video / "video_mae" / "c").rglob("*/0"))
+        data = bytearray(flipped.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        flipped.write_bytes(bytes(data))
+        truncated = video / "clip" / "c" / "0" / "0"
+        truncated.write_bytes(truncated.read_bytes()[:-100])
+        (video / "hubert" / "c" / "0" / "0").unlink()
+        reader = source.open(store.path)
+        key = flipped.relative_to(video).as_posix()
+        with pytest.raises(ChecksumError, match=rf"video 'long', modality 'video_mae', chunk {key}: checksum"):
+            reader.read("long", ["video_mae"])
+        with pytest.raises(CorruptStoreError, match=r"modality 'clip', chunk clip/c/0/0: (chunk holds|checksum)"):
+            reader.read("long", ["clip"])
+        with pytest.raises(CorruptStoreError, match=r"modality 'hubert', chunk hubert/c/0/0: the chunk .* missing"):
+            reader.read("long", ["hubert"])
+        assert_same(reader.read("long", ["bert"]).arrays["bert"], zarr_ref(store.path, "long", "bert"))
+
+    def test_edited_metadata_is_refused(self, store_factory, source):
+        """A shape edited in the consolidated metadata cannot truncate an array silently."""
+        store = store_factory("float16", n=1)
+        add_odd_videos(store)
+        path = store.path / "long" / "zarr.json"
+        document = json.loads(path.read_text())
+        document["consolidated_metadata"]["metadata"]["hubert"]["shape"] = [500, 1024]
+        path.write_text(json.dumps(document))
+        with pytest.raises(CorruptStoreError, match=r"modality 'hubert': 500 rows in chunks of 513; .* edited"):
+            source.open(store.path).read("long", ["hubert"])
+
+    def test_pickles_and_reads_in_a_child(self, store_factory, source):
+        store = store_factory("float16", n=1)
+        add_odd_videos(store)
+        reader = source.open(store.path)
+        expected = reader.read("long")
+        clone = pickle.loads(pickle.dumps(reader))
+        again = clone.read("long")
+        for key in expected.arrays:
+            assert_same(again.arrays[key], expected.arrays[key])
+
+
+# -- local stores ------------------------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def spy_open(monkeypatch):
-    """Record every path the fast path opens."""
+    """Record every file the local fast path opens, relative to the store."""
     opened: list[str] = []
-    real = reader_module._open_fd
+    real = local_module._open_beneath
 
-    def spy(path: str) -> int:
-        opened.append(path)
-        return real(path)
+    def spy(root_fd: int, relative: str) -> int:
+        opened.append(relative)
+        return real(root_fd, relative)
 
-    monkeypatch.setattr(reader_module, "_open_fd", spy)
+    monkeypatch.setattr(local_module, "_open_beneath", spy)
     return opened
 
 
-def chunk_paths(opened: list[str], key: str) -> list[str]:
-    return sorted(p.split(f"/{key}/", 1)[1] for p in opened if f"/{key}/" in p)
-
-
-# -- the fast path equals zarr-python ------------------------------------------------
-
-
 @pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("preset", PRESETS)
-def test_fast_path_equals_zarr_python(store_factory, preset, threads, monkeypatch):
-    monkeypatch.setattr(reader_module, "PARALLEL_MIN_BYTES", 0)  # share even small samples among the threads
-    store = store_factory(preset, n=2)
-    add_odd_videos(store, long_raw=preset == "raw")
-    fast, slow = ZarrReader(store.path, threads=threads), ZarrReader(store.path, fast=False)
-    workers: set[str] = set()
-    real_run_job = reader_module._run_job
+@pytest.mark.parametrize("preset", ["float16-lz4", "raw"])
+def test_threads_share_only_decoding(store_factory, preset, threads, monkeypatch):
+    monkeypatch.setattr(local_module, "PARALLEL_MIN_BYTES", 0)  # share even small samples among the threads
+    store = store_factory(preset, n=1)
+    add_odd_videos(store)
+    workers = set()
+    real = local_module._fill_one
 
-    def spy_run_job(job, fd):
+    def spy(*args):
         workers.add(threading.current_thread().name)
-        return real_run_job(job, fd)
+        return real(*args)
 
-    monkeypatch.setattr(reader_module, "_run_job", spy_run_job)
-    assert fast.preset_name() == preset
-    for vid in fast.video_ids():
-        record, reference = fast.read(vid), slow.read(vid)
-        assert isinstance(record, VideoRecord) and record.video_id == vid
-        assert list(record.arrays) == list(reference.arrays)
-        assert set(record.arrays) == set(store.shapes(vid))
-        for key, array in record.arrays.items():
-            expected = zarr_ref(store.path, vid, key)
-            assert_same(array, expected)
-            assert_same(reference.arrays[key], expected)
-        assert record.transcript == reference.transcript == store.open_video(vid).attrs["transcript"]
-        assert record.notes == reference.notes
-    assert fast.read("long").notes == {"audio": "missing"}
-    compressed = get_preset(preset).cname is not None  # only decoding is shared among threads
+    monkeypatch.setattr(local_module, "_fill_one", spy)
+    record = ZarrReader(store.path, threads=threads).read("long")
+    for key, array in record.arrays.items():
+        assert_same(array, zarr_ref(store.path, "long", key))
+    compressed = get_preset(preset).cname is not None
     assert any(name.startswith("herostore-read") for name in workers) == (threads > 1 and compressed)
-    assert fast.read("clip3d").arrays["clip"].shape == (2, 257, 1408)
-    assert fast.read("tiny").arrays["au"].shape[1:] == (1024,)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_missing_chunk_files_read_as_fill_value(store_factory, threads, monkeypatch):
-    monkeypatch.setattr(reader_module, "PARALLEL_MIN_BYTES", 0)
-    for preset in ("lossless", "raw"):
-        store = store_factory(preset, n=1)
-        add_odd_videos(store)
-        # lossless: at most 512 rows per chunk, so 1300 rows are 3 chunks of 434 and video_mae loses rows
-        # 434..867, hubert (513 rows: 2 chunks of 257) rows 0..256; raw: one chunk each, all of it
-        mae_chunk = "1" if preset == "lossless" else "0"
-        os.remove(store.path / "long" / "video_mae" / "c" / mae_chunk / "0")
-        os.remove(store.path / "long" / "hubert" / "c" / "0" / "0")
-        record = ZarrReader(store.path, threads=threads).read("long")
-        for key in ("video_mae", "hubert", "clip"):
-            assert_same(record.arrays[key], zarr_ref(store.path, "long", key))
-        mae, hubert = record.arrays["video_mae"], record.arrays["hubert"]
-        if preset == "lossless":
-            assert not mae[434:868].any() and mae[:434].all() and mae[868:].all()
-            assert not hubert[:257].any() and hubert[257:].all()
-        else:
-            assert not mae.any() and not hubert.any()
+@pytest.mark.parametrize("preset", ["float16-lz4", "raw"])
+def test_max_rows_opens_only_the_covering_chunks(store_factory, spy_open, preset):
+    store = store_factory(preset, n=0)
+    add_odd_videos(store)
+    reader = ZarrReader(store.path)
+    cases = {64: ["c/0/0"], 600: ["c/0/0", "c/1/0"], 5000: ["c/0/0", "c/1/0", "c/2/0"], 0: []}
+    if preset == "raw":  # one 4096-row chunk
+        cases = {64: ["c/0/0"], 600: ["c/0/0"], 5000: ["c/0/0"], 0: []}
+    for rows, chunks in cases.items():
+        spy_open.clear()
+        reader.read("long", ["video_mae"], max_rows={"video_mae": rows})
+        assert sorted(p.split("/video_mae/", 1)[1] for p in spy_open if "/video_mae/" in p) == chunks
+        assert [p for p in spy_open if "/video_mae/" not in p] == ["long/zarr.json"]
+
+
+def test_modality_subset_opens_only_those_arrays(store_factory, spy_open):
+    store = store_factory("lossless", n=2)
+    ZarrReader(store.path).read("video_001", ["bert", "hubert", "au"])
+    assert {p.split("/")[1] for p in spy_open} == {"zarr.json", "bert", "hubert", "au"}
 
 
 def test_zero_copy_gives_read_only_views_of_raw_one_chunk_arrays(store_factory):
     store = store_factory("raw", n=1)
     record = ZarrReader(store.path, zero_copy=True).read("video_000")
-    big = record.arrays["clip"]  # 5 x 1408 float32 is below the mmap threshold: a plain read
-    assert big.flags.writeable
+    assert record.arrays["clip"].flags.writeable  # 5 x 1408 float32 is below the mmap threshold: a plain read
     add_odd_videos(store)
     long = ZarrReader(store.path, zero_copy=True).read("long").arrays["video_mae"]  # 1300 x 1024, memory-mapped
     assert not long.flags.writeable
@@ -141,209 +264,144 @@ def test_zero_copy_gives_read_only_views_of_raw_one_chunk_arrays(store_factory):
     copied = ZarrReader(store.path).read("long", max_rows={"video_mae": 700}).arrays["video_mae"]  # the default
     assert copied.flags.writeable and copied.flags.owndata
     assert_same(copied, long[:700])
+    chunk = store.path / "long" / "hubert" / "c" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[10] ^= 1
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="chunk hubert/c/0/0: checksum mismatch"):
+        ZarrReader(store.path, zero_copy=True).read("long", ["hubert"])
 
 
-# -- reading only what is asked --------------------------------------------------------
-
-
-@pytest.mark.parametrize("preset", ["float16-lz4", "raw"])
-def test_max_rows_reads_only_the_covering_chunks(store_factory, spy_open, preset):
-    store = store_factory(preset, n=0)
-    add_odd_videos(store)
+def test_a_chunk_verified_once_is_not_hashed_again(store_factory, monkeypatch):
+    store = store_factory("float16", n=1)
     reader = ZarrReader(store.path)
-    full = zarr_ref(store.path, "long", "video_mae")
-    cases = {64: ["c/0/0"], 600: ["c/0/0", "c/1/0"], 5000: ["c/0/0", "c/1/0", "c/2/0"], 0: []}
-    if preset == "raw":  # one 4096-row chunk
-        cases = {64: ["c/0/0"], 600: ["c/0/0"], 5000: ["c/0/0"], 0: []}
-    for rows, chunks in cases.items():
-        spy_open.clear()
-        record = reader.read("long", ["video_mae"], max_rows={"video_mae": rows})
-        assert_same(record.arrays["video_mae"], full[:rows])
-        assert chunk_paths(spy_open, "video_mae") == chunks
-        assert [Path(p).name for p in spy_open if "/video_mae/" not in p] == ["zarr.json"]
-    # limits for other modalities leave the rest whole
-    record = reader.read("long", max_rows={"hubert": 3})
-    assert record.arrays["hubert"].shape == (3, 1024)
-    assert_same(record.arrays["video_mae"], full)
+    reader.read("video_000")
+    calls = []
+    real = local_module.crc32c
+    monkeypatch.setattr(local_module, "crc32c", lambda *a: calls.append(1) or real(*a))
+    reader.read("video_000")
+    assert calls == []
+    chunk = store.path / "video_000" / "bert" / "c" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[0] ^= 1
+    chunk.write_bytes(bytes(data))  # a rewritten file is a new file: checked again
+    with pytest.raises(ChecksumError):
+        reader.read("video_000", ["bert"])
 
 
-def test_max_rows_through_zarr_python_matches(store_factory):
-    store = store_factory("float16", n=0)
-    add_odd_videos(store)
-    fast, slow = ZarrReader(store.path), ZarrReader(store.path, fast=False)
-    limits = {"video_mae": 700, "clip": 1, "hubert": 512, "bert": 0}
-    a, b = fast.read("long", max_rows=limits), slow.read("long", max_rows=limits)
-    for key in a.arrays:
-        assert_same(a.arrays[key], b.arrays[key])
-    assert a.arrays["bert"].shape == (0, 768)
+def test_special_files_and_links_are_never_read(store_factory, tmp_path):
+    store = store_factory("float16", n=3)
+    chunk = store.path / "video_000" / "bert" / "c" / "0" / "0"
+    chunk.unlink()
+    os.mkfifo(chunk)  # would block a plain open() forever
+    with pytest.raises(CorruptStoreError, match="chunk bert/c/0/0: the chunk is not a regular file"):
+        ZarrReader(store.path).read("video_000", ["bert"])
+    outside = tmp_path / "outside"
+    outside.write_bytes((store.path / "video_001" / "bert" / "c" / "0" / "0").read_bytes())
+    target = store.path / "video_001" / "bert" / "c" / "0" / "0"
+    target.unlink()
+    target.symlink_to(outside)
+    with pytest.raises(CorruptStoreError, match="chunk bert/c/0/0: the chunk is a symbolic link"):
+        ZarrReader(store.path).read("video_001", ["bert"])
+    hubert = store.path / "video_002" / "hubert"
+    shutil.move(hubert, tmp_path / "hubert")
+    hubert.symlink_to(tmp_path / "hubert")
+    with pytest.raises(CorruptStoreError, match="chunk hubert/c/0/0: the chunk is a symbolic link"):
+        ZarrReader(store.path).read("video_002", ["hubert"])
+    (store.path / "video_002" / "clip" / "c" / "0" / "0").unlink()
+    os.symlink("/dev/zero", store.path / "video_002" / "clip" / "c" / "0" / "0")
+    with pytest.raises(CorruptStoreError, match="symbolic link"):
+        ZarrReader(store.path).read("video_002", ["clip"])
 
 
-def test_bad_max_rows_and_modalities(store_factory):
-    reader = ZarrReader(store_factory("float16", n=1).path)
-    with pytest.raises(SpecError, match="unknown modality 'audio'"):
-        reader.read("video_000", ["audio"])
-    with pytest.raises(SpecError, match="unknown modality 'vmae'"):
-        reader.read("video_000", max_rows={"vmae": 3})
-    with pytest.raises(SpecError, match=r"max_rows\['bert'\] = -1: expected an int >= 0"):
-        reader.read("video_000", max_rows={"bert": -1})
+def test_codecs_herostore_never_writes_are_refused(store_factory):
+    from zarr.codecs import GzipCodec
 
-
-def test_modality_subset_opens_only_those_arrays(store_factory, spy_open):
-    store = store_factory("lossless", n=2)
-    reader = ZarrReader(store.path)
-    spy_open.clear()  # opening read the root zarr.json
-    record = reader.read("video_001", ["bert", "hubert", "au"])
-    assert list(record.arrays) == ["bert", "hubert", "au"]
-    touched = {Path(p).relative_to(store.path / "video_001").parts[0] for p in spy_open}
-    assert touched == {"zarr.json", "bert", "hubert", "au"}
-    spy_open.clear()
-    assert list(reader.read("video_000", ["au", "clip"]).arrays) == ["clip"]  # video_000 has no au
-    assert {Path(p).relative_to(store.path / "video_000").parts[0] for p in spy_open} == {"zarr.json", "clip"}
-    assert list(reader.read("video_000", "bert").arrays) == ["bert"]
-    assert list(reader.read("video_001").arrays) == list(ARRAY_KEYS)
-
-
-# -- fallbacks to zarr-python ------------------------------------------------------------
-
-
-def _write_group(path: Path, arrays: dict, **create_kwargs) -> None:
+    store = store_factory("lossless", n=1)
+    path = store.path / "odd"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        group = zarr.create_group(
-            zarr.storage.LocalStore(path),
-            zarr_format=3,
-            attributes={"transcript": "odd codecs", "herostore": {"modalities": list(arrays), "deviations": []}},
-        )
-        for key, (data, kwargs) in arrays.items():
-            group.create_array(key, shape=data.shape, dtype=data.dtype, fill_value=0, **kwargs)[...] = data
+        group = zarr.create_group(zarr.storage.LocalStore(path), zarr_format=3, attributes={
+            "transcript": "", "herostore": {"modalities": ["bert"], "deviations": []}})
+        group.create_array("bert", shape=(4, 768), dtype="float32", compressors=[GzipCodec()])[...] = 1
         zarr.consolidate_metadata(zarr.storage.LocalStore(path))
-
-
-def test_unknown_codecs_fall_back_to_zarr_python(store_factory, monkeypatch):
-    from zarr.codecs import BloscCodec, BytesCodec, GzipCodec
-
-    store = store_factory("lossless", n=1)
-    rng = np.random.default_rng(3)
-    data = {
-        "video_mae": rng.standard_normal((600, 1024), dtype=np.float32),
-        "hubert": rng.standard_normal((40, 1024), dtype=np.float32),
-        "bert": rng.standard_normal((9, 768), dtype=np.float32).astype(np.float16),
-        "clip": rng.standard_normal((300, 1408), dtype=np.float32),
-    }
-    _write_group(
-        store.path / "odd",
-        {
-            "video_mae": (data["video_mae"], {"chunks": (256, 1024), "compressors": [GzipCodec(level=1)]}),
-            "bert": (data["bert"], {"chunks": (4, 768), "shards": (8, 768)}),
-            # big-endian bytes stay on the fast path (swapped), compressed and raw (mmap-sized)
-            "hubert": (data["hubert"], {"chunks": (16, 1024), "serializer": BytesCodec(endian="big"),
-                                        "compressors": [BloscCodec(cname="zstd")]}),
-            "clip": (data["clip"], {"chunks": (300, 1408), "serializer": BytesCodec(endian="big"),
-                                    "compressors": None}),
-        },
-    )
-    calls = []
-    real_open_group = ZarrReader._open_group
-    monkeypatch.setattr(ZarrReader, "_open_group", lambda self, vid: calls.append(vid) or real_open_group(self, vid))
-    reader = ZarrReader(store.path)
-    record = reader.read("odd", max_rows={"hubert": 20})
-    assert calls == ["odd"]
-    for key, array in record.arrays.items():
-        expected = data[key][:20] if key == "hubert" else data[key]
-        assert_same(array, expected)
-        assert_same(array, zarr_ref(store.path, "odd", key)[: len(expected)])
-    calls.clear()
-    reader.read("odd", ["hubert", "clip"])
-    reader.read("video_000")
-    assert calls == []  # bytes/blosc arrays never touch zarr-python
-
-
-def test_other_format_version_reads_through_zarr_python(store_factory, monkeypatch):
-    store = store_factory("float16", n=1)
-    meta_path = store.path / "zarr.json"
-    document = json.loads(meta_path.read_text())
-    document["attributes"]["herostore"]["format_version"] = 2
-    meta_path.write_text(json.dumps(document))
-    monkeypatch.setattr(reader_module, "_prepare_array", lambda *a: pytest.fail("fast path used"))
-    record = ZarrReader(store.path).read("video_000")
-    assert_same(record.arrays["clip"], zarr_ref(store.path, "video_000", "clip"))
-
-
-def test_video_without_consolidated_metadata_reads_through_zarr_python(store_factory, monkeypatch):
-    store = store_factory("lossless", n=1)
-    meta_path = store.path / "video_000" / "zarr.json"
-    document = json.loads(meta_path.read_text())
-    del document["consolidated_metadata"]
-    meta_path.write_text(json.dumps(document))
-    monkeypatch.setattr(reader_module, "_prepare_array", lambda *a: pytest.fail("fast path used"))
-    record = ZarrReader(store.path).read("video_000", max_rows={"bert": 2})
-    assert_same(record.arrays["bert"], zarr_ref(store.path, "video_000", "bert")[:2])
-    assert record.transcript == store.open_video("video_000").attrs["transcript"]
-
-
-def test_corrupt_chunk_is_a_store_error(store_factory):
-    store = store_factory("lossless", n=1)
-    chunk = store.path / "video_000" / "hubert" / "c" / "0" / "0"
-    chunk.write_bytes(chunk.read_bytes()[:10])
-    with pytest.raises(StoreError, match=r"hubert/c/0/0"):
-        ZarrReader(store.path).read("video_000", ["hubert"])
-
-
-def test_remote_url_reads_through_zarr_python(store_factory):
-    fsspec = pytest.importorskip("fsspec")
-    store = store_factory("float16", n=2)
-    fs = fsspec.filesystem("memory")
-    fs.put(str(store.path), "/herostore-test/features", recursive=True)
-    try:
-        remote = ZarrReader("memory://herostore-test/features")
-        assert remote.video_ids() == ["video_000", "video_001"]
-        assert "video_001" in remote and "video_009" not in remote
-        assert remote.preset_name() == "float16"
-        record = remote.read("video_001", max_rows={"video_mae": 3})
-        assert_same(record.arrays["video_mae"], zarr_ref(store.path, "video_001", "video_mae")[:3])
-        with pytest.raises(VideoNotFoundError, match="memory://herostore-test/features: no video 'nope'"):
-            remote.read("nope")
-    finally:
-        fs.rm("/herostore-test", recursive=True)
-
-
-# -- store facts, listing, errors -----------------------------------------------------------
+    with pytest.raises(CorruptStoreError, match=r"video 'odd', modality 'bert': array metadata herostore does "
+                                                r"not write .*codecs \['bytes', 'gzip'\]"):
+        ZarrReader(store.path).read("odd")
 
 
 def test_listing_stats_and_preset(store_factory):
     store = store_factory("bitround:5", n=3)
     (store.path / ".tmp" / "123-scratch").mkdir(parents=True)
+    (store.path / "stray").mkdir()
     reader = ZarrReader(store.path)
     assert reader.video_ids() == ["video_000", "video_001", "video_002"] == store.video_ids()
     assert len(reader) == 3
-    assert "video_002" in reader and "video_003" not in reader and ".tmp" not in reader and "../x" not in reader
+    assert "video_002" in reader and "stray" not in reader and ".tmp" not in reader
     assert reader.preset_name() == "bitround:5"
     assert reader.stats() is None
-    meta_path = store.path / "zarr.json"
-    document = json.loads(meta_path.read_text())
-    document["attributes"]["herostore"]["stats"] = {"bert": {"mean": [0.5] * 768, "std": [2.0] * 768, "count": 7}}
-    meta_path.write_text(json.dumps(document))
+    store.update_attrs(stats={"bert": {"mean": [0.5] * 768, "std": [2.0] * 768, "count": 7}})
     stats = ZarrReader(store.path).stats()
     assert stats["bert"]["mean"].dtype == np.float32 and stats["bert"]["mean"].shape == (768,)
     assert stats["bert"]["std"][0] == 2.0 and int(stats["bert"]["count"]) == 7
+    with pytest.raises(VideoNotFoundError, match=f"{store.path}: no video 'stray'"):
+        reader.read("stray")
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_missing_video_names_id_and_store(store_factory, fast):
+@pytest.mark.parametrize("version, error", [(99, "format version 99; this herostore reads versions 1, 2"),
+                                            (None, "format version None")])
+def test_unknown_format_versions_are_refused_by_every_reader(store_factory, version, error):
     store = store_factory("float16", n=1)
-    reader = ZarrReader(store.path, fast=fast)
-    with pytest.raises(VideoNotFoundError) as info:
-        reader.read("video_999")
-    assert str(info.value) == f"{store.path}: no video 'video_999'"
-    assert isinstance(info.value, KeyError) and isinstance(info.value, FileNotFoundError)
+    path = store.path / "zarr.json"
+    document = json.loads(path.read_text())
+    document["attributes"]["herostore"]["format_version"] = version
+    path.write_text(json.dumps(document))
+    for fast in (True, False):
+        with pytest.raises(StoreError, match=error):
+            open_reader(store.path, fast=fast)
+    with pytest.raises(StoreError, match=error):
+        FeatureStore(store.path)
 
 
 def test_not_a_store_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="not a herostore store"):
         ZarrReader(tmp_path)
+    zarr.create_group(str(tmp_path / "plain"), zarr_format=3)
+    with pytest.raises(StoreError, match="a Zarr group, but not a herostore store"):
+        open_reader(tmp_path / "plain")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "zarr.json").write_text("{not json")
+    with pytest.raises(StoreError, match="unreadable Zarr metadata"):
+        open_reader(tmp_path / "broken")
 
 
-# -- the npy reader ---------------------------------------------------------------------------
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("value", [None, 3])
+def test_missing_or_non_str_transcript_is_an_error(store_factory, fast, value):
+    store = store_factory("lossless", n=1)
+    meta_path = store.path / "video_000" / "zarr.json"
+    document = json.loads(meta_path.read_text())
+    if value is None:
+        del document["attributes"]["transcript"]
+    else:
+        document["attributes"]["transcript"] = value
+    meta_path.write_text(json.dumps(document))
+    found = "no 'transcript' attribute" if value is None else "a transcript of type int"
+    with pytest.raises(CorruptStoreError, match=f"video 'video_000': zarr.json has {found}; expected the transcript"):
+        ZarrReader(store.path, fast=fast).read("video_000")
+
+
+def test_store_with_copied_video_dir(store_factory):
+    """A video folder copied into another store is read there (paths are relative)."""
+    src = store_factory("float16", n=1, name="a")
+    dst = store_factory("float16", n=0, name="b")
+    shutil.copytree(src.path / "video_000", dst.path / "moved")
+    a, b = ZarrReader(src.path).read("video_000"), ZarrReader(dst.path).read("moved")
+    for key in a.arrays:
+        assert_same(a.arrays[key], b.arrays[key])
+
+
+# -- the npy reader ----------------------------------------------------------------------------------------------
 
 
 def test_npy_reader_equals_file_contents(npy_dataset):
@@ -380,8 +438,6 @@ def test_npy_reader_squeezes_batch_axis(tmp_path):
 
 
 def test_npy_and_zarr_readers_agree(npy_dataset, tmp_path):
-    from herostore.store import FeatureStore
-
     folder = npy_dataset / "features"
     store = FeatureStore.create(tmp_path / "store", "lossless")
     for path in sorted(folder.glob("*.npy")):
@@ -393,9 +449,6 @@ def test_npy_and_zarr_readers_agree(npy_dataset, tmp_path):
         assert a.transcript == b.transcript and list(a.arrays) == list(b.arrays)
         for key in a.arrays:
             assert_same(a.arrays[key], b.arrays[key])
-
-
-# -- open_reader ------------------------------------------------------------------------------------
 
 
 def test_open_reader_detects_the_format(store_factory, npy_dataset, tmp_path):
@@ -418,7 +471,7 @@ def test_open_reader_detects_the_format(store_factory, npy_dataset, tmp_path):
         NpyReader(random / "notes.txt")
 
 
-# -- pickling, fork, spawn ---------------------------------------------------------------------------
+# -- pickling, fork, spawn ---------------------------------------------------------------------------------------
 
 
 def _child_read(reader, video_id):
@@ -426,25 +479,13 @@ def _child_read(reader, video_id):
     return os.getpid(), {k: np.array(v) for k, v in record.arrays.items()}, record.transcript
 
 
-def _readers(store_path: Path, npy_path: Path):
-    return [ZarrReader(store_path), ZarrReader(store_path, fast=False), NpyReader(npy_path)]
-
-
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_readers_pickle_and_work_in_child_processes(store_factory, npy_dataset, method):
-    if method not in multiprocessing.get_all_start_methods():
-        pytest.skip(f"no {method} here")
     store = store_factory("float16", n=2)
     add_odd_videos(store)
-    npy_root = npy_dataset / "features"
-    readers = _readers(store.path, npy_root)
+    readers = [ZarrReader(store.path), ZarrReader(store.path, fast=False), NpyReader(npy_dataset / "features")]
     video = {"zarr": "long", "npy": "video_001"}
-    expected = []
-    for reader in readers:  # the parent reads first: caches, zarr objects, blosc state exist
-        record = reader.read(video[reader.format])
-        expected.append(record)
-        clone = pickle.loads(pickle.dumps(reader))
-        assert type(clone) is type(reader) and clone.path == reader.path and clone.fast == reader.fast
+    expected = [reader.read(video[reader.format]) for reader in readers]  # the parent reads first
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(1) as pool:
         for reader, record in zip(readers, expected):
@@ -457,8 +498,6 @@ def test_readers_pickle_and_work_in_child_processes(store_factory, npy_dataset, 
 
 def test_fork_inherits_a_used_reader(store_factory):
     """A reader used in the parent and inherited (not pickled) by a forked child."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("no fork here")
     store = store_factory("lossless", n=1)
     add_odd_videos(store)
     fast, slow = ZarrReader(store.path), ZarrReader(store.path, fast=False)
@@ -476,39 +515,3 @@ def test_fork_inherits_a_used_reader(store_factory):
     process.join(60)
     assert process.exitcode == 0
     assert sums == [float(expected.astype(np.float64).sum())] * 2
-
-
-def test_store_with_copied_video_dir(store_factory):
-    """A video folder copied into another store is read there (paths are relative)."""
-    src = store_factory("float16", n=1, name="a")
-    dst = store_factory("float16", n=0, name="b")
-    shutil.copytree(src.path / "video_000", dst.path / "moved")
-    a, b = ZarrReader(src.path).read("video_000"), ZarrReader(dst.path).read("moved")
-    for key in a.arrays:
-        assert_same(a.arrays[key], b.arrays[key])
-
-
-@pytest.mark.parametrize("fast", [True, False])
-@pytest.mark.parametrize("value", [None, 3])
-def test_missing_or_non_str_transcript_is_an_error(store_factory, fast, value):
-    store = store_factory("lossless", n=1)
-    meta_path = store.path / "video_000" / "zarr.json"
-    document = json.loads(meta_path.read_text())
-    if value is None:
-        del document["attributes"]["transcript"]
-    else:
-        document["attributes"]["transcript"] = value
-    meta_path.write_text(json.dumps(document))
-    found = "no 'transcript' attribute" if value is None else "a int"
-    with pytest.raises(SpecError, match=f"video 'video_000' has {found}; expected the transcript as a str"):
-        ZarrReader(store.path, fast=fast).read("video_000")
-
-
-def test_a_folder_without_zarr_json_is_not_a_readable_video(store_factory):
-    store = store_factory("lossless", n=2)
-    (store.path / "stray").mkdir()
-    reader = ZarrReader(store.path)
-    assert "stray" not in reader and "video_000" in reader
-    for fast in (True, False):
-        with pytest.raises(VideoNotFoundError, match=f"{store.path}: no video 'stray'"):
-            ZarrReader(store.path, fast=fast).read("stray")

@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from herostore import FeatureStore, InvalidVideoIdError, SpecError, StoreError
+from herostore.layout import check_video_id
 from herostore.presets import PRESETS, Preset, get_preset
+from herostore.store import is_store
 from herostore.testing.features import sample_features as make_features
-from herostore.store import _host, check_video_id, is_store
 
 ARRAY_KEYS = ("video_mae", "clip", "hubert", "bert", "au")
 
@@ -96,7 +97,7 @@ def test_resume_skips_complete_videos_and_overwrite_replaces(tmp_path):
     assert store.write_video("v", make_features(1), overwrite=True)
     assert np.array_equal(store.read_video("v")["bert"], make_features(1)["bert"])
     assert store.video_ids() == ["v"]
-    assert list((tmp_path / "s" / ".tmp").iterdir()) == []
+    assert not (tmp_path / "s" / ".tmp").exists()
 
 
 def test_store_records_preset_and_refuses_another(tmp_path):
@@ -117,7 +118,7 @@ def test_open_errors_name_the_path(tmp_path):
     meta = json.loads((tmp_path / "s" / "zarr.json").read_text())
     meta["attributes"]["herostore"]["format_version"] = 99
     (tmp_path / "s" / "zarr.json").write_text(json.dumps(meta))
-    with pytest.raises(StoreError, match="format version 99, this herostore reads version 1"):
+    with pytest.raises(StoreError, match="format version 99; this herostore reads versions 1, 2"):
         FeatureStore(tmp_path / "s")
     with pytest.raises(StoreError, match="unknown preset 'fp8'"):
         FeatureStore.create(tmp_path / "t", "fp8")
@@ -166,7 +167,7 @@ def test_any_zarr_v3_reader_opens_it_with_core_codecs_only(tmp_path):
         assert root.attrs["herostore"]["preset"]["name"] == preset
         meta = json.loads((tmp_path / preset / "v" / "zarr.json").read_text())
         for array_meta in meta["consolidated_metadata"]["metadata"].values():
-            assert {c["name"] for c in array_meta["codecs"]} <= {"bytes", "blosc"}
+            assert {c["name"] for c in array_meta["codecs"]} <= {"bytes", "blosc", "crc32c"}
         assert root["v"]["video_mae"].shape == (16, 1024)
     assert is_store(tmp_path / "lossless") and not is_store(tmp_path)
 
@@ -197,7 +198,7 @@ def _stop_mid_write(proc: subprocess.Popen, tmp: Path) -> list[Path]:
     """SIGSTOP the writer at a moment its scratch folder already holds array data; return the scratch entries."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if any((entry / "video_mae").is_dir() for entry in tmp.iterdir()):
+        if tmp.is_dir() and any((entry / "video_mae").is_dir() for entry in tmp.iterdir()):
             proc.send_signal(signal.SIGSTOP)
             entries = [entry for entry in tmp.iterdir() if (entry / "video_mae").is_dir()]
             if entries:  # still there with the writer frozen: the kill will land mid-write
@@ -214,6 +215,7 @@ def test_killed_writer_leaves_only_complete_videos(tmp_path):
     try:
         printed = [proc.stdout.readline()]  # one video complete, the next one in flight
         in_flight = _stop_mid_write(proc, path / ".tmp")
+        assert store_cleans(path) == 0, "a live writer's scratch is locked: never cleaned"
     finally:
         proc.kill()
     proc.wait()
@@ -230,9 +232,14 @@ def test_killed_writer_leaves_only_complete_videos(tmp_path):
         assert group["video_mae"].shape == (4000, 1024)
         assert group["bert"][...].shape == (30, 768)
         assert group.attrs["transcript"] == f"video {int(vid[1:])}"
-    assert store.clean_scratch() == len(in_flight)
-    assert not list((path / ".tmp").iterdir())
+    assert store.clean_scratch() == 0, "younger than the grace period: not judged"
+    assert store.clean_scratch(older_than=0) == len(in_flight)
+    assert not (path / ".tmp").exists(), "a finished store keeps no scratch folder"
     assert store.video_ids() == complete
+
+
+def store_cleans(path: Path) -> int:
+    return FeatureStore(path).clean_scratch(older_than=0)
 
 
 def test_concurrent_writers_share_one_store(tmp_path):
@@ -260,72 +267,103 @@ def _write_range(path: str, start: int) -> None:
         store.write_video("shared", make_features(0, transcript=f"writer {start}"))
 
 
-def _dead_pid() -> int:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
-    return int(done.stdout)
+HOLDER = """
+import sys, time
+from herostore.locations.local import LocalDirectory
+with LocalDirectory(sys.argv[1])._scratch_entry() as entry:
+    (entry / "video_mae").mkdir()
+    print(entry, flush=True)
+    time.sleep(120)
+"""
 
 
-def test_scratch_of_dead_writers_on_this_host_is_cleaned(tmp_path):
+def _hold_scratch(path: Path, namespace: bool) -> tuple[subprocess.Popen, Path]:
+    """A writer in another process (in a new pid namespace when ``namespace``) holding a scratch entry."""
+    command = [sys.executable, "-c", HOLDER, str(path)]
+    if namespace:
+        command = ["unshare", "--pid", "--fork", "--kill-child", *command]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    assert line, proc.stderr.read()
+    return proc, Path(line)
+
+
+def _can_unshare() -> bool:
+    try:
+        return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("namespace", [False, True] if _can_unshare() else [False])
+def test_live_writers_scratch_is_never_cleaned_whatever_its_pid_namespace(tmp_path, namespace):
+    """Writers in containers share a hostname and may share pids: only the lock a live writer holds counts."""
     store = FeatureStore.create(tmp_path / "s")
-    tmp = tmp_path / "s" / ".tmp"
-    dead, host = _dead_pid(), _host()
-    leftover = tmp / f"{host}-{dead}-{'a' * 32}"
-    leftover.mkdir(parents=True)
-    mine = tmp / f"{host}-{os.getpid()}-{'b' * 32}"
-    mine.mkdir()
-    # Another machine of a cluster writing to the same shared filesystem: its pids mean nothing here.
-    elsewhere = [tmp / f"other-node.cluster-{dead}-{'c' * 32}", tmp / f"other-node.cluster-{dead}-{'d' * 32}.old"]
-    for entry in elsewhere:
-        (entry / "v").mkdir(parents=True)
-        (entry / "v" / "zarr.json").write_text("{}")
-    unnamed = tmp / f"{dead}-{'e' * 32}"  # no host in the name: whose it is cannot be told
-    unnamed.mkdir()
-    assert store.clean_scratch() == 1
-    assert not leftover.exists() and mine.exists() and unnamed.exists()
-    assert all((entry / "v" / "zarr.json").is_file() for entry in elsewhere)
-    assert store.video_ids() == []
-    assert Path(store.path).exists()
+    proc, entry = _hold_scratch(store.path, namespace)
+    try:
+        leftover = store.path / ".tmp" / ("a" * 32)  # a dead writer's: nobody holds its lock
+        (leftover / "video_mae").mkdir(parents=True)
+        assert store.clean_scratch(older_than=0) == 1
+        assert not leftover.exists() and (entry / "video_mae").is_dir()
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10  # in a pid namespace the writer dies just after unshare does
+    while store.clean_scratch(older_than=0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not entry.exists() and not (store.path / ".tmp").exists()
 
 
-def test_scratch_names_carry_host_and_pid(tmp_path, monkeypatch):
-    store = FeatureStore.create(tmp_path / "s", "lossless")
-    monkeypatch.setattr("herostore.store.socket.gethostname", lambda: "gpu-node/7 ü")
-    scratch = store._scratch_dir("v")
-    host, pid, token = scratch.name.rsplit("-", 2)
-    assert host == "gpu_node_7__" and pid == str(os.getpid()) and len(token) == 32
+DIES_BETWEEN_RENAMES = """
+import os, sys
+from herostore import FeatureStore
+from herostore.testing.features import sample_features
+store = FeatureStore(sys.argv[1])
+renames, real = [], os.rename
+def rename(src, dst):
+    renames.append(dst)
+    if len(renames) == 3:  # 1: publish attempt (the video exists), 2: retire the old copy, 3: publish: killed here
+        os._exit(9)
+    real(src, dst)
+os.rename = rename
+store.write_video("v", sample_features(1), overwrite=True)
+"""
 
 
-def test_overwrite_cut_short_between_its_renames_is_restored(tmp_path, monkeypatch):
+def test_overwrite_cut_short_between_its_renames_is_restored(tmp_path):
     path = tmp_path / "s"
     store = FeatureStore.create(path, "lossless")
     store.write_video("v", make_features(0))
-    renames = []
-    real_rename = os.rename
+    done = subprocess.run([sys.executable, "-c", DIES_BETWEEN_RENAMES, str(path)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 9, done.stderr
+    assert "v" not in store and store.video_ids() == []
+    retired = [e for e in (path / ".tmp").iterdir() if e.name.endswith(".old")]
+    assert len(retired) == 1 and (retired[0] / "v" / "zarr.json").is_file()
+    with pytest.warns(UserWarning, match=r"restored video 'v' from .*\.old: its overwrite was cut short"):
+        assert store.clean_scratch(older_than=0) == 2  # the retired copy and the new copy's scratch
+    assert store.video_ids() == ["v"]
+    assert np.array_equal(store.read_video("v")["bert"], make_features(0)["bert"])
+    assert not (path / ".tmp").exists()
 
-    def dies_before_publishing(src, dst):
-        renames.append((src, dst))
-        if len(renames) == 3:  # 1: publish attempt (the video exists), 2: retire the old copy, 3: publish
-            raise KeyboardInterrupt  # the writer is killed after retiring the old copy, before publishing
-        real_rename(src, dst)
 
-    monkeypatch.setattr("herostore.store.os.rename", dies_before_publishing)
+def test_an_error_between_the_renames_puts_the_old_copy_back_at_once(tmp_path, monkeypatch):
+    store = FeatureStore.create(tmp_path / "s", "lossless")
+    store.write_video("v", make_features(0))
+    renames, real = [], os.rename
+
+    def fails_to_publish(src, dst):
+        renames.append(dst)
+        if len(renames) == 3:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr("herostore.locations.local.os.rename", fails_to_publish)
     with pytest.raises(KeyboardInterrupt):
         store.write_video("v", make_features(1), overwrite=True)
     monkeypatch.undo()
-    assert "v" not in store and store.video_ids() == []
-    retired = Path(renames[1][1])
-    assert retired.parent.name == f"{_host()}-{os.getpid()}-{retired.parent.name.rsplit('-', 1)[1]}"
-    assert retired.parent.name.endswith(".old") and retired.name == "v" and (retired / "zarr.json").is_file()
-    assert store.clean_scratch() == 0, "this writer's pid is alive: its scratch is not judged"
-    # The same state as left by a writer that died: its pid is gone.
-    dead_entry = retired.parent.with_name(f"{_host()}-{_dead_pid()}-{'f' * 32}.old")
-    os.rename(retired.parent, dead_entry)
-    with pytest.warns(UserWarning, match=r"restored video 'v' from .*\.old: its overwrite was cut short"):
-        assert store.clean_scratch() == 1
-    assert store.video_ids() == ["v"]
-    assert np.array_equal(store.read_video("v")["bert"], make_features(0)["bert"])
-    assert list((path / ".tmp").iterdir()) == []
+    assert store.video_ids() == ["v"] and np.array_equal(store.read_video("v")["bert"], make_features(0)["bert"])
+    assert not (tmp_path / "s" / ".tmp").exists()
 
 
 def test_retired_copy_is_deleted_when_the_new_one_made_it(tmp_path):
@@ -333,14 +371,52 @@ def test_retired_copy_is_deleted_when_the_new_one_made_it(tmp_path):
     store = FeatureStore.create(path, "lossless")
     store.write_video("v", make_features(1))
     # Killed after publishing the new copy, before deleting the old one.
-    retired = path / ".tmp" / f"{_host()}-{_dead_pid()}-{'a' * 32}.old"
-    retired.mkdir()
+    retired = path / ".tmp" / f"{'a' * 32}.old"
+    retired.mkdir(parents=True)
     other = FeatureStore.create(tmp_path / "old", "lossless")
     other.write_video("v", make_features(0))
     os.rename(other.path / "v", retired / "v")
-    assert store.clean_scratch() == 1
+    assert store.clean_scratch(older_than=0) == 1
     assert np.array_equal(store.read_video("v")["bert"], make_features(1)["bert"])
-    assert list((path / ".tmp").iterdir()) == []
+    assert not (path / ".tmp").exists()
+
+
+def test_a_finished_store_has_no_scratch_and_zarr_lists_it_without_warnings(tmp_path):
+    import warnings
+
+    store = FeatureStore.create(tmp_path / "s", "float16")
+    store.write_video("a", make_features(0))
+    store.write_video("a", make_features(1), overwrite=True)
+    store.update_attrs(note="x")
+    assert sorted(os.listdir(store.path)) == ["a", "zarr.json"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [name for name, _ in zarr.open_group(str(store.path), mode="r").members()] == ["a"]
+
+
+def test_a_folder_without_zarr_json_is_written_again_and_its_files_kept_aside(tmp_path):
+    store = FeatureStore.create(tmp_path / "s", "lossless")
+    half = store.path / "v" / "bert"
+    half.mkdir(parents=True)
+    (half / "leftover").write_text("from an interrupted copy")
+    with pytest.warns(UserWarning, match=r"'v' had no zarr.json .* moved aside to \.v\.incomplete-"):
+        assert store.write_video("v", make_features(0)) is True
+    assert store.video_ids() == ["v"]
+    aside = [p for p in store.path.iterdir() if p.name.startswith(".v.incomplete-")]
+    assert len(aside) == 1 and (aside[0] / "bert" / "leftover").read_text() == "from an interrupted copy"
+
+
+def test_two_runs_creating_one_store_at_once_both_succeed(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(8):
+        path = tmp_path / f"s{attempt}"
+        with ctx.Pool(4) as pool:
+            results = pool.starmap(_create, [(str(path), "float16")] * 4)
+        assert results == ["float16"] * 4
+
+
+def _create(path: str, preset: str) -> str:
+    return FeatureStore.create(path, preset).preset.name
 
 
 def test_folders_without_zarr_json_are_not_videos(tmp_path):
@@ -388,6 +464,6 @@ def test_arrays_are_cut_into_equal_chunks_so_the_padded_last_chunk_wastes_little
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [expected, 1024]
     stored = sum(f.stat().st_size for f in (store.path / "v" / "video_mae" / "c").rglob("*") if f.is_file())
     n_chunks = -(-rows // expected)
-    assert stored == n_chunks * expected * 1024 * 2 and n_chunks * expected - rows < n_chunks
+    assert stored == n_chunks * (expected * 1024 * 2 + 4) and n_chunks * expected - rows < n_chunks
     assert np.array_equal(store.read_video("v")["video_mae"], make_features(0, lengths=(rows, 1, 1, 1))["video_mae"]
                           .astype(np.float16))

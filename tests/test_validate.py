@@ -7,9 +7,10 @@ import pytest
 
 from herostore import FeatureStore
 from herostore.convert import import_npy
-from herostore.testing.features import sample_features
+from herostore.info import render_info, store_info
 from herostore.stats import compute_stats
-from herostore.validate import render_info, store_info, validate_dataset
+from herostore.testing.features import sample_features
+from herostore.validate import validate_dataset
 
 
 @pytest.fixture
@@ -161,13 +162,14 @@ def _add_float64_video(store_path, video_id):
         (lambda s: _add_float64_video(s, "wide"),
          "wide [hubert] dtype float64, expected float32 (preset lossless)"),
         (lambda s: _edit_video_meta(s, "video_002", lambda m: m["attributes"].update(transcript=7)),
-         "video_002 [transcript] transcript missing or not a string"),
+         ("video_002 [None] unreadable video: .*features: video 'video_002': zarr.json has a transcript of type int; "
+          "expected the transcript as a string")),
         (lambda s: _edit_video_meta(s, "video_002", lambda m: m["attributes"].pop("transcript")),
-         "video_002 [transcript] transcript missing or not a string"),
+         "video_002 [None] unreadable video: .*features: video 'video_002': zarr.json has no 'transcript' attribute"),
         (lambda s: (s / "stray").mkdir(),
          "stray [None] a folder in the store without zarr.json, so not a video group"),
         (lambda s: _edit_video_meta(s, "video_003", lambda m: m["attributes"].pop("herostore")),
-         ("video_003 [None] unreadable video group: .*features: video 'video_003': zarr.json has no 'herostore' "
+         ("video_003 [None] unreadable video: .*features: video 'video_003': zarr.json has no 'herostore' "
           "attribute")),
     ],
 )

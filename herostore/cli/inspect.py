@@ -36,7 +36,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..validate import render_info, store_info
+    from ..info import render_info, store_info
 
     info = store_info(args.store)
     print(json.dumps(info, indent=1) if args.json else render_info(info))

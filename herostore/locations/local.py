@@ -1,0 +1,552 @@
+"""A store in a local folder (or a mounted cluster filesystem): reading chunk files, publishing videos atomically.
+
+Reading opens chunk files only as regular files beneath the store (``openat2`` with ``RESOLVE_BENEATH |
+RESOLVE_NO_SYMLINKS`` where the kernel has it, else ``O_NOFOLLOW``), never blocking on a FIFO, and checks each
+file's size before reading it. A sample's chunk files are opened together and, when not cached, announced to the
+kernel (``POSIX_FADV_WILLNEED``) so cold reads overlap; raw chunks are read straight into the output rows.
+
+Writing builds a video in ``.tmp/<random>/``, a folder its writer holds an ``flock`` on for as long as it works
+(the kernel drops the lock when the writer dies, in any pid namespace), checks it is complete, and renames it into
+place in one ``rename(2)``: readers see the whole video or nothing. ``clean_scratch`` removes scratch entries
+whose lock nobody holds and that are older than ``fsutil.STALE_AFTER_S``; the scratch folder itself is removed when
+it empties, so a finished store holds only Zarr nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import shutil
+import stat
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CorruptStoreError, StoreError, VideoNotFoundError
+from ..fsutil import STALE_AFTER_S, atomic_write, fsync_dir, make_folder
+from ..layout import META, SCRATCH_DIR, check_video_id
+from ..read.engine import CRC_BYTES, ArrayPlan, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
+
+__all__ = ["LocalDirectory"]
+
+RETIRED_SUFFIX = ".old"
+# A sample's chunks are decoded on several threads only when they decode to at least this much.
+PARALLEL_MIN_BYTES = 512 * 1024
+BLOSC_OVERHEAD = 1024  # a blosc chunk is never this much larger than its decoded size
+
+
+class LocalDirectory:
+    """The files of a store in a local folder. Pickles without its open file descriptors."""
+
+    kind = "directory"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.name = str(self.path)
+        self._root_fd: int | None = None
+        self._pid: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "name": self.name, "_root_fd": None, "_pid": None}
+
+    def __repr__(self) -> str:
+        return f"LocalDirectory({self.name!r})"
+
+    # -- listing -------------------------------------------------------------------------------------------------
+
+    def read_root(self) -> bytes:
+        """The root ``zarr.json``; a ``StoreError`` if there is none."""
+        try:
+            return (self.path / META).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"{self.name}: not a herostore store (no {META}); expected a store root") from None
+        except IsADirectoryError:
+            raise StoreError(f"{self.name}/{META}: a folder, expected the store's root document") from None
+
+    def _folders(self) -> list[tuple[str, bool]]:
+        with os.scandir(self.path) as entries:
+            return [(e.name, os.path.isfile(os.path.join(e.path, META)))
+                    for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+
+    def video_ids(self) -> list[str]:
+        """Every complete video (a folder holding ``zarr.json``), sorted."""
+        return sorted(name for name, complete in self._folders() if complete)
+
+    def stray_folders(self) -> list[str]:
+        """Folders that are not videos (no ``zarr.json``: an interrupted copy, something else's), sorted."""
+        return sorted(name for name, complete in self._folders() if not complete)
+
+    def has_video(self, video_id: str) -> bool:
+        return os.path.isfile(os.path.join(self.path, video_id, META))
+
+    def video_document(self, video_id: str) -> bytes:
+        """A video group's ``zarr.json``; ``VideoNotFoundError`` when the video is not complete in the store."""
+        try:
+            fd = self._open(f"{video_id}/{META}")
+        except FileNotFoundError:
+            raise VideoNotFoundError(f"{self.name}: no video {video_id!r}") from None
+        except _Refused as exc:
+            raise CorruptStoreError(f"{self.name}: video {video_id!r}: {META} {exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+
+    def sizes(self, video_id: str) -> dict[str, int]:
+        """Bytes of every file of a video, by key relative to the video (``hubert/c/0/0``, ``zarr.json``)."""
+        root = self.path / video_id
+        out = {}
+        for folder, _, files in os.walk(root):
+            for name in files:
+                path = os.path.join(folder, name)
+                out[os.path.relpath(path, root).replace(os.sep, "/")] = os.lstat(path).st_size
+        return out
+
+    # -- reading chunks ------------------------------------------------------------------------------------------
+
+    def _root(self) -> int:
+        """This process's descriptor of the store folder (opened again after a fork)."""
+        if self._pid != os.getpid() or self._root_fd is None:
+            self._root_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._pid = os.getpid()
+        return self._root_fd
+
+    def _open(self, relative: str) -> int:
+        """A regular file beneath the store, opened read-only without following links or blocking."""
+        fd = _open_beneath(self._root(), relative)
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise _Refused("is not a regular file")
+        return fd
+
+    def fill(self, video_id: str, jobs: Sequence[ChunkJob], where: Callable[[ChunkJob], str], *,
+             threads: int, verified: VerifiedChunks) -> None:
+        """Read and decode every job's chunk into its ``dest``."""
+        if not jobs:
+            return
+        fds: list[int] = []
+        try:
+            for job in jobs:
+                try:
+                    fd = self._open(f"{video_id}/{job.key}")
+                except FileNotFoundError:
+                    raise CorruptStoreError(f"{where(job)}: the chunk file is missing (herostore writes every "
+                                            "chunk: the store is damaged)") from None
+                except _Refused as exc:
+                    raise CorruptStoreError(f"{where(job)}: the chunk {exc}") from None
+                fds.append(fd)
+                if len(jobs) > 1 and not _first_page_cached(fd):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            decoded = sum(len(job.dest) for job in jobs if job.plan.encoding.codec is not None)
+            if threads > 1 and len(jobs) > 1 and decoded and decoded >= PARALLEL_MIN_BYTES:
+                order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].dest))  # largest first
+                for _ in _thread_pool(threads).map(lambda i: _fill_one(jobs[i], fds[i], where, verified), order):
+                    pass
+            else:
+                for job, fd in zip(jobs, fds):
+                    _fill_one(job, fd, where, verified)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def map_chunk(self, video_id: str, key: str, plan: ArrayPlan, nbytes: int, where: str,
+                  verified: VerifiedChunks) -> np.ndarray:
+        """The first ``nbytes`` of a raw chunk, read-only and memory-mapped (checksum verified once per process)."""
+        try:
+            fd = self._open(f"{video_id}/{key}")
+        except FileNotFoundError:
+            raise CorruptStoreError(f"{where}: the chunk file is missing (the store is damaged)") from None
+        except _Refused as exc:
+            raise CorruptStoreError(f"{where}: the chunk {exc}") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_size != plan.raw_size:
+                raise CorruptStoreError(f"{where}: chunk holds {st.st_size} bytes, expected {plan.raw_size}")
+            mapped = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        identity = _identity(st)
+        if plan.encoding.checksum and identity not in verified:
+            check_crc(memoryview(mapped)[: plan.chunk_bytes], mapped[plan.chunk_bytes :], where)
+            verified.add(identity)
+        return np.frombuffer(mapped, np.uint8, count=nbytes)
+
+    def zarr_store(self) -> Any:
+        from zarr.storage import LocalStore
+
+        return LocalStore(self.path, read_only=True)
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def create_root(self, document: bytes, accept: Callable[[bytes], None]) -> None:
+        """Create the store with ``document`` as its root, or hand the existing root to ``accept`` to judge.
+
+        Two processes creating the same store at once both succeed: the root appears with one hard link,
+        which fails for the second, who then judges the first one's document instead.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"{self.name}: exists and is not a folder; a new store needs a new or empty folder")
+        if (self.path / META).exists():
+            accept(self.read_root())
+            return
+        if self.path.is_dir() and any(not e.name.startswith(".") for e in os.scandir(self.path)):
+            raise StoreError(f"{self.name}: exists and is not empty; a new store needs a new or empty folder")
+        make_folder(self.path, "the store folder")
+        tmp = self.path / f".{META}.{uuid.uuid4().hex}.tmp"
+        try:
+            atomic_write(tmp, document)
+            try:
+                os.link(tmp, self.path / META)
+            except FileExistsError:
+                accept(self.read_root())
+                return
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(self.path)
+
+    def update_root(self, change: Callable[[bytes], bytes]) -> None:
+        """Replace the root ``zarr.json`` with ``change(old)``, under a lock shared by every writer."""
+        with self._scratch_lock("root.lock"):
+            atomic_write(self.path / META, change(self.read_root()))
+
+    def publish(self, video_id: str, files: Mapping[str, bytes], overwrite: bool) -> bool:
+        """Make a video visible with exactly ``files``, all at once; False if it exists (and not ``overwrite``)."""
+        target = self.path / check_video_id(video_id)
+        if not overwrite and (target / META).is_file():
+            return False
+        if target.exists() and not (target / META).is_file():
+            self._set_aside(target)
+        with self._scratch_entry() as scratch:
+            for key, data in files.items():
+                _write_file(scratch / key, data)
+            _check_complete(scratch, files, video_id)
+            fsync_dir(scratch)
+            return self._rename_into_place(scratch, target, overwrite)
+
+    def _rename_into_place(self, scratch: Path, target: Path, overwrite: bool) -> bool:
+        try:
+            os.rename(scratch, target)
+            fsync_dir(self.path)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if not overwrite:
+            return False  # another writer finished this video first
+        # The old copy waits in a locked .tmp/<random>.old/ until the new one is in place. Any error puts it
+        # back; if this process dies between the two renames, clean_scratch finds the video missing and puts
+        # the old copy back.
+        retired, fd = self._locked(lambda tmp: _mkdir(tmp / f"{uuid.uuid4().hex}{RETIRED_SUFFIX}"))
+        try:
+            os.rename(target, retired / target.name)
+            try:
+                os.rename(scratch, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.rename(retired / target.name, target)
+                raise
+            fsync_dir(self.path)
+            shutil.rmtree(retired, ignore_errors=True)
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(retired)  # only when empty: an old copy that could not be put back stays for clean_scratch
+            os.close(fd)
+        return True
+
+    def _set_aside(self, folder: Path) -> None:
+        """Move a folder that is not a complete video (no ``zarr.json``) out of the way, keeping its files."""
+        aside = folder.with_name(f".{folder.name}.incomplete-{uuid.uuid4().hex[:8]}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder, aside)
+            warnings.warn(f"{self.name}: {folder.name!r} had no {META} (an interrupted copy, not a video); "
+                          f"moved aside to {aside.name} and written again", stacklevel=4)
+
+    def delete_video(self, video_id: str) -> None:
+        target = self.path / check_video_id(video_id)
+        if not target.exists():
+            raise VideoNotFoundError(f"{self.name}: no video {video_id!r}")
+        with self._scratch_entry() as scratch:
+            os.rename(target, scratch / video_id)
+
+    # -- scratch -------------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _scratch_entry(self, suffix: str = ""):
+        """A fresh ``.tmp/<random><suffix>/`` folder, locked for as long as the block runs, removed after it."""
+        entry, fd = self._locked(lambda tmp: _mkdir(tmp / f"{uuid.uuid4().hex}{suffix}"))
+        try:
+            yield entry
+        finally:
+            shutil.rmtree(entry, ignore_errors=True)
+            os.close(fd)
+            self.tidy()
+
+    @contextlib.contextmanager
+    def _scratch_lock(self, name: str):
+        entry, fd = self._locked(lambda tmp: _touch(tmp / name))
+        try:
+            yield entry
+        finally:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            os.close(fd)
+            self.tidy()
+
+    def _locked(self, make: Callable[[Path], Path]) -> tuple[Path, int]:
+        tmp = self.path / SCRATCH_DIR
+        for _ in range(100):  # another writer may remove an empty .tmp between our mkdir and our entry
+            with contextlib.suppress(FileExistsError):
+                tmp.mkdir()
+            try:
+                entry = make(tmp)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            raise StoreError(f"{tmp}: cannot create a scratch entry (the folder keeps disappearing)")
+        fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return entry, fd
+
+    def tidy(self) -> None:
+        """Remove the scratch folder if it is empty (it is recreated on the next write)."""
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path / SCRATCH_DIR)
+
+    def clean_scratch(self, older_than: float = STALE_AFTER_S) -> int:
+        """Remove scratch entries of writers that are gone (unlocked, older than ``older_than`` seconds); return
+        how many. An overwrite cut short leaves the old copy of its video in a ``.old`` entry: it is put back."""
+        tmp = self.path / SCRATCH_DIR
+        try:
+            entries = sorted(tmp.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        cleared = 0
+        now = time.time()
+        for entry in entries:
+            try:
+                if now - entry.lstat().st_mtime < older_than or entry.is_symlink():
+                    continue
+                fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # its writer is alive
+            try:
+                if entry.name.endswith(RETIRED_SUFFIX) and entry.is_dir():
+                    self._restore_retired(entry)
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                cleared += 1
+            finally:
+                os.close(fd)
+        self.tidy()
+        return cleared
+
+    def _restore_retired(self, entry: Path) -> None:
+        for old in entry.iterdir():
+            target = self.path / old.name
+            if old.name.startswith(".") or not (old / META).is_file():
+                continue
+            try:
+                os.rename(old, target)  # fails if a writer has put a video there since: then the old copy goes
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                continue
+            warnings.warn(f"{self.name}: restored video {old.name!r} from {entry.name}: its overwrite was cut "
+                          f"short (the writer died between retiring the old copy and publishing the new one)",
+                          stacklevel=3)
+
+
+# -- reading one chunk -------------------------------------------------------------------------------------------
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _fill_one(job: ChunkJob, fd: int, where: Callable[[ChunkJob], str], verified: VerifiedChunks) -> None:
+    plan, dest = job.plan, job.dest
+    st = os.fstat(fd)
+    identity = _identity(st)
+    known = identity in verified
+    if plan.raw_size is not None:
+        if st.st_size != plan.raw_size:
+            raise CorruptStoreError(f"{where(job)}: chunk holds {st.st_size} bytes, expected {plan.raw_size}")
+        if known or not plan.encoding.checksum:
+            _pread_into(fd, [dest], 0, where(job))
+            return
+        rest = bytearray(plan.chunk_bytes - len(dest))
+        stored = bytearray(CRC_BYTES)
+        _pread_into(fd, [dest, rest, stored], 0, where(job))
+        if crc32c(rest, crc32c(dest)) != int.from_bytes(stored, "little"):
+            check_crc(bytes(dest) + bytes(rest), stored, where(job))  # raises with both values in the message
+        verified.add(identity)
+        return
+    limit = plan.chunk_bytes + BLOSC_OVERHEAD + CRC_BYTES
+    if st.st_size > limit:
+        raise CorruptStoreError(f"{where(job)}: compressed chunk of {st.st_size} bytes, more than its "
+                                f"{plan.chunk_bytes} decoded bytes can need")
+    data = bytearray(st.st_size)
+    _pread_into(fd, [memoryview(data)], 0, where(job))
+    decode_chunk(plan, data, dest, where(job), verified=known)
+    if plan.encoding.checksum:
+        verified.add(identity)
+
+
+def _pread_into(fd: int, buffers: list[Any], offset: int, where: str) -> None:
+    """Fill ``buffers`` in order from ``offset``; a short file is damage."""
+    want = sum(len(b) for b in buffers)
+    got = 0
+    views = [memoryview(b).cast("B") for b in buffers]
+    while got < want:
+        n = os.preadv(fd, _remaining(views, got), offset + got)
+        if n == 0:
+            raise CorruptStoreError(f"{where}: chunk ended after {got} bytes, expected {want}")
+        got += n
+
+
+def _remaining(views: list[memoryview], skip: int) -> list[memoryview]:
+    out = []
+    for v in views:
+        if skip >= len(v):
+            skip -= len(v)
+            continue
+        out.append(v[skip:])
+        skip = 0
+    return out
+
+
+def _first_page_cached(fd: int) -> bool:
+    """Whether the file's first page is in the page cache (a one-byte read that may not wait for the disk).
+
+    Announcing a cached file to the kernel costs a walk over its pages, so only uncached files are announced.
+    """
+    if _RWF_NOWAIT is None:
+        return False
+    try:
+        return os.preadv(fd, [bytearray(1)], 0, _RWF_NOWAIT) == 1
+    except OSError:
+        return False
+
+
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """This process's pool of ``threads`` threads (a pool never crosses a fork)."""
+    key = (os.getpid(), threads)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="herostore-read")
+    return pool
+
+
+# -- opening files beneath the store -----------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """A path in the store that is a link, leaves the store or is not a regular file."""
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture
+_RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x04, 0x08
+_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+_openat2: Any = None
+
+
+def _open_beneath(root_fd: int, relative: str) -> int:
+    """Open ``relative`` under the folder ``root_fd`` without following any link and without leaving it."""
+    global _openat2
+    if _openat2 is None:
+        _openat2 = _load_openat2()
+    if _openat2 is not False:
+        how = _OpenHow(_FLAGS, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
+        fd = _openat2(root_fd, os.fsencode(relative), ctypes.byref(how), ctypes.sizeof(how))
+        if fd >= 0:
+            return fd
+        code = ctypes.get_errno()
+        if code in (errno.ELOOP, errno.EXDEV):
+            raise _Refused("is a symbolic link or leads out of the store")
+        if code != errno.ENOSYS:
+            raise OSError(code, os.strerror(code), relative)
+        _openat2 = False
+    try:
+        return os.open(relative, _FLAGS, dir_fd=root_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Refused("is a symbolic link") from None
+        raise
+
+
+def _load_openat2() -> Any:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return False
+    syscall.restype = ctypes.c_long
+    return lambda *args: syscall(ctypes.c_long(_SYS_OPENAT2), *[ctypes.c_long(a) if isinstance(a, int) else a
+                                                                for a in args])
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _touch(path: Path) -> Path:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    return path
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _check_complete(scratch: Path, files: Mapping[str, bytes], video_id: str) -> None:
+    """Every file of the video is in its scratch folder at its full size; else the video is not published."""
+    for key, data in files.items():
+        try:
+            size = (scratch / key).stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size != len(data):
+            raise StoreError(f"{scratch}: video {video_id!r}: {key} is {'missing' if size < 0 else f'{size} bytes'}"
+                             f", expected {len(data)} bytes; the video was not published")

@@ -1,0 +1,84 @@
+"""``NpyReader``: the spec's ``features/`` folder of ``<video_id>.npy`` dicts, read safely."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import npyfile
+from ..errors import InvalidVideoIdError, StoreError, VideoNotFoundError
+from ..layout import check_video_id
+from ..schema import check_features, check_modalities
+from .protocol import VideoRecord, check_max_rows
+
+__all__ = ["NpyReader"]
+
+
+class NpyReader:
+    """Read videos from a folder of spec ``<video_id>.npy`` dicts.
+
+    Files are unpickled with herostore's allow-listed unpickler (no arbitrary code) and normalised by
+    ``check_features`` (a leading ``[1, T, D]`` axis is squeezed). ``max_rows`` truncates after loading: the
+    format has no partial reads.
+    """
+
+    format = "npy"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path}: not a folder; expected a folder of <video_id>.npy feature files")
+        self._ids: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"NpyReader({str(self.path)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_ids"] = None
+        return state
+
+    def close(self) -> None:
+        """Drop the cached id list; the reader stays usable (it holds nothing open)."""
+        self._ids = None
+
+    def video_ids(self) -> list[str]:
+        """Every ``<video_id>.npy`` in the folder, sorted (one directory listing, cached)."""
+        if self._ids is None:
+            self._ids = npyfile.list_video_ids(self.path)
+        return self._ids
+
+    def __contains__(self, video_id: object) -> bool:
+        try:
+            video_id = check_video_id(video_id)
+        except InvalidVideoIdError:
+            return False
+        return os.path.isfile(os.path.join(self.path, video_id + npyfile.SUFFIX))
+
+    def __len__(self) -> int:
+        return len(self.video_ids())
+
+    def stats(self) -> None:
+        return None
+
+    def preset_name(self) -> None:
+        return None
+
+    def read(self, video_id: str, modalities: Sequence[str] | None = None,
+             max_rows: Mapping[str, int] | None = None) -> VideoRecord:
+        wanted = check_modalities(modalities)
+        limits = check_max_rows(max_rows)
+        path = self.path / (check_video_id(video_id) + npyfile.SUFFIX)
+        try:
+            raw = npyfile.load_dict(path)
+        except VideoNotFoundError:
+            raise VideoNotFoundError(f"{self.path}: no video {video_id!r} (no {path.name})") from None
+        checked = check_features(raw, source=str(path))
+        arrays = {}
+        for key in wanted:
+            if key in checked.arrays:
+                array = checked.arrays[key]
+                arrays[key] = array[: limits[key]] if key in limits else array
+        return VideoRecord(video_id, arrays, checked.transcript, {})

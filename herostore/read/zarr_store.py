@@ -1,0 +1,155 @@
+"""``ZarrReader``: herostore's fast read path over a store, wherever its bytes are.
+
+Per read it parses the video's ``zarr.json`` once (its consolidated metadata describes every array), plans each
+requested array (``engine.plan_array``), and asks the store's location to fill the output rows: chunk files of a
+local folder, objects of a bucket, or members of a packed shard. Only the chunks that cover the requested rows
+are read; every chunk's size and checksum are checked before its bytes are used (a chunk verified once is
+remembered for the rest of the process). ``zero_copy=True`` returns uncompressed one-chunk arrays of a local
+store as **read-only** memory maps (``np.array(x)`` for a writable copy); ``fast=False`` reads through
+zarr-python instead, the reference the tests compare with.
+
+Readers are picklable and fork-safe: nothing opened outlives a process, and pickling drops the id list.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidVideoIdError
+from ..layout import StoreInfo, VideoMeta, check_video_id, parse_root, parse_video
+from ..schema import check_modalities
+from .engine import VERIFIED, ArrayPlan, ChunkJob, plan_array
+from .protocol import VideoRecord, check_max_rows, check_threads, default_threads
+
+__all__ = ["MMAP_MIN_BYTES", "ZarrReader"]
+
+# Uncompressed one-chunk arrays at least this large are memory-mapped when zero_copy is asked for; smaller ones
+# are read into the output (faster than mmap + munmap + page faults for small files).
+MMAP_MIN_BYTES = 256 * 1024
+
+
+class ZarrReader:
+    """Read videos from a herostore store through its location (see ``herostore.locations``)."""
+
+    format = "zarr"
+
+    def __init__(self, location: Any, *, fast: bool = True, zero_copy: bool = False, threads: int | None = None,
+                 storage_options: Mapping[str, Any] | None = None):
+        if isinstance(location, (str, os.PathLike)):
+            from ..locations import open_location
+
+            location = open_location(location, storage_options)
+        self.location = location
+        self.fast = fast
+        self.zero_copy = zero_copy
+        self.threads = check_threads(threads)
+        self.info: StoreInfo = parse_root(location.read_root(), location.name)
+        self._ids: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"ZarrReader({self.location.name!r}, fast={self.fast})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_ids"] = None  # a million ids are cheaper to list again than to pickle
+        return state
+
+    def close(self) -> None:
+        """Drop the cached id list; the reader stays usable."""
+        self._ids = None
+
+    # -- listing and store facts ---------------------------------------------------------------------------------
+
+    def video_ids(self) -> list[str]:
+        """Every complete video, sorted (listed once, then cached)."""
+        if self._ids is None:
+            self._ids = self.location.video_ids()
+        return self._ids
+
+    def __contains__(self, video_id: object) -> bool:
+        try:
+            return self.location.has_video(check_video_id(video_id))
+        except InvalidVideoIdError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self.video_ids())
+
+    def stats(self) -> dict[str, dict[str, np.ndarray]] | None:
+        """Per-modality statistics recorded in the store (``herostore stats``), or None."""
+        return self.info.stats()
+
+    def preset_name(self) -> str:
+        return self.info.preset.name
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def video_meta(self, video_id: str) -> VideoMeta:
+        """The video's parsed ``zarr.json`` (transcript, notes, array metadata)."""
+        return parse_video(self.location.video_document(check_video_id(video_id)), self.location.name, video_id)
+
+    def plan(self, meta: VideoMeta, modality: str) -> ArrayPlan:
+        where = f"{self.location.name}: video {meta.video_id!r}"
+        preset = self.info.preset if self.info.format_version >= 2 else None
+        return plan_array(modality, meta.arrays[modality], where, checksums=self.info.checksums, preset=preset)
+
+    def read(self, video_id: str, modalities: Sequence[str] | None = None,
+             max_rows: Mapping[str, int] | None = None) -> VideoRecord:
+        """The requested modalities the video has (all by default), rows ``[:max_rows[key]]``."""
+        wanted = check_modalities(modalities)
+        limits = check_max_rows(max_rows)
+        check_video_id(video_id)
+        if not self.fast:
+            from .reference import read_with_zarr_python
+
+            return read_with_zarr_python(self.location, video_id, wanted, limits)
+        meta = self.video_meta(video_id)
+        arrays: dict[str, np.ndarray] = {}
+        jobs: list[ChunkJob] = []
+        swapped: list[np.ndarray] = []
+        for key in wanted:
+            if key not in meta.arrays:
+                continue
+            plan = self.plan(meta, key)
+            arrays[key], array_jobs = self._prepare(video_id, plan, limits.get(key))
+            jobs += array_jobs
+            if array_jobs and not plan.encoding.stored.isnative:
+                swapped.append(arrays[key])
+        self.fill(video_id, jobs)
+        for array in swapped:
+            array.byteswap(inplace=True)
+        return VideoRecord(video_id, arrays, meta.transcript, meta.notes)
+
+    def fill(self, video_id: str, jobs: Sequence[ChunkJob]) -> None:
+        """Read and decode ``jobs`` (chunks of one video) into their destinations."""
+        name = self.location.name
+
+        def where(job: ChunkJob) -> str:
+            return f"{name}: video {video_id!r}, modality {job.plan.name!r}, chunk {job.key}"
+
+        threads = self.threads if self.threads is not None else default_threads()
+        self.location.fill(video_id, jobs, where, threads=threads, verified=VERIFIED)
+
+    def _prepare(self, video_id: str, plan: ArrayPlan, limit: int | None) -> tuple[np.ndarray, list[ChunkJob]]:
+        """The output for rows ``[:limit]`` of one array and the chunk jobs that fill it."""
+        rows = plan.shape[0] if limit is None else min(limit, plan.shape[0])
+        out_shape = (rows,) + plan.shape[1:]
+        row_bytes = plan.row_bytes
+        n_chunks = -(-rows // plan.chunk_rows)
+        if (self.zero_copy and plan.encoding.codec is None and n_chunks == 1 and plan.encoding.stored.isnative
+                and rows * row_bytes >= MMAP_MIN_BYTES and hasattr(self.location, "map_chunk")):
+            key = plan.chunk_key(0)
+            where = f"{self.location.name}: video {video_id!r}, modality {plan.name!r}, chunk {key}"
+            view = self.location.map_chunk(video_id, key, plan, rows * row_bytes, where, VERIFIED)
+            return view.view(plan.encoding.native).reshape(out_shape), []
+        out = np.empty(out_shape, plan.encoding.native)
+        raw = out.reshape(-1).view(np.uint8)
+        step = plan.chunk_rows * row_bytes
+        end = rows * row_bytes
+        jobs = [ChunkJob(plan.chunk_key(i), plan, memoryview(raw[i * step : min((i + 1) * step, end)]))
+                for i in range(n_chunks)]
+        return out, jobs
