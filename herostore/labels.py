@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import LabelError
+from .errors import LabelError, LabelFileExistsError
 
 __all__ = [
+    "CLASSES_FILE",
     "CONVERTERS",
     "IEMOCAP_CLASSES",
+    "LABELS_FILE",
     "MELD_CLASSES",
     "MER_CLASSES",
     "MOSEI_CLASSES",
@@ -47,10 +49,14 @@ __all__ = [
     "read_classes",
     "read_labels",
     "write_classes",
+    "write_label_set",
     "write_labels",
 ]
 
 PathLike = str | os.PathLike
+
+LABELS_FILE = "labels.json"
+CLASSES_FILE = "classes.json"
 
 MER_CLASSES: tuple[str, ...] = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 MELD_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
@@ -119,12 +125,16 @@ def write_labels(path: PathLike, labels: Iterable[Label]) -> None:
     """Check ``labels`` and write them as a spec ``labels.json``, atomically."""
     path = Path(path)
     labels = list(labels)
+    _check_label_list(labels, path)
+    _write_json_atomic(path, [label.to_dict() for label in labels])
+
+
+def _check_label_list(labels: list[Any], path: Path) -> None:
     for i, label in enumerate(labels):
         if not isinstance(label, Label):
             raise LabelError(f"{path}: labels[{i}]: expected a Label, found {_describe(label)}")
         _check_label(label, f"{path}: labels[{i}]")
     _check_unique(labels, lambda i: f"labels[{i}]", str(path))
-    _write_json_atomic(path, [label.to_dict() for label in labels])
 
 
 def _check_label(label: Label, where: str) -> None:
@@ -211,13 +221,87 @@ def load_label_set(ann_path: PathLike, classes_path: PathLike | None = None) -> 
     """
     ann_path = Path(ann_path)
     labels = read_labels(ann_path)
-    if classes_path is None and (ann_path.parent / "classes.json").is_file():
-        classes_path = ann_path.parent / "classes.json"
+    if classes_path is None and (ann_path.parent / CLASSES_FILE).is_file():
+        classes_path = ann_path.parent / CLASSES_FILE
     if classes_path is None:
         return labels, derive_classes(labels)
     classes = read_classes(classes_path)
     check_labels_against_classes(labels, classes, f"{ann_path} (classes from {classes_path})")
     return labels, classes
+
+
+# --------------------------------------------------------------------------------------------- label sets
+
+
+def write_label_set(dataset_root: PathLike, labels: Iterable[Label], classes: Iterable[str], *,
+                    overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``labels.json`` and ``classes.json`` into ``dataset_root`` (created if needed); return their paths.
+
+    Both are checked first, so nothing is written unless both can be. An existing file is never replaced
+    silently, as it may have been edited by hand: one with the same content is left as it is, one that differs is
+    a ``LabelFileExistsError`` saying how, unless ``overwrite``.
+    """
+    root = Path(dataset_root)
+    labels_path, classes_path = root / LABELS_FILE, root / CLASSES_FILE
+    labels, classes = list(labels), list(classes)
+    _check_label_list(labels, labels_path)
+    _check_classes(classes, str(classes_path), "classes")
+    check_labels_against_classes(labels, classes, f"{labels_path} (classes for {classes_path})")
+    if root.exists() and not root.is_dir():
+        raise LabelError(f"{root}: exists and is not a folder; expected a dataset root folder")
+    pending: list[tuple[Path, Any]] = []
+    conflicts: list[str] = []
+    for path, new, data, read, describe in (
+        (classes_path, classes, classes, read_classes, _classes_change),
+        (labels_path, labels, [label.to_dict() for label in labels], read_labels, _labels_change),
+    ):
+        if overwrite or not path.exists():
+            pending.append((path, data))
+            continue
+        try:
+            old = read(path)
+        except LabelError as exc:
+            conflicts.append(f"{path} exists and cannot be compared: {str(exc).removeprefix(f'{path}: ')}")
+            continue
+        if old != new:
+            conflicts.append(f"{path} exists with {describe(old, new)}")
+    if conflicts:
+        raise LabelFileExistsError(f"{'; '.join(conflicts)}; not replaced")
+    _make_folder(root)
+    for path, data in pending:
+        _write_json_atomic(path, data)
+    return labels_path, classes_path
+
+
+def _labels_change(old: list[Label], new: list[Label]) -> str:
+    """How labels read from a file differ from a new set, e.g. ``4 labels, the new set has 3: 1 ids only in ...``."""
+    old_by_id = {x.video_id: x for x in old}
+    new_by_id = {x.video_id: x for x in new}
+    both = [v for v in old_by_id if v in new_by_id]
+    groups = [("only in the file", [v for v in old_by_id if v not in new_by_id]),
+              ("only in the new set", [v for v in new_by_id if v not in old_by_id])]
+    groups += [(f"with another {key}", [v for v in both if getattr(old_by_id[v], key) != getattr(new_by_id[v], key)])
+               for key in ("emotion", "sentiment", "text")]
+    parts = [f"{len(ids)} ids {what} ({_short_list(ids)})" for what, ids in groups if ids]
+    return f"{len(old)} labels, the new set has {len(new)}: {', '.join(parts) or 'the same labels in another order'}"
+
+
+def _classes_change(old: list[str], new: list[str]) -> str:
+    """How classes read from a file differ from a new list, e.g. ``6 classes, the new list has 7: ...``."""
+    groups = [("only in the file", [c for c in old if c not in new]),
+              ("only in the new list", [c for c in new if c not in old])]
+    parts = [f"{len(names)} {what} ({_short_list(names)})" for what, names in groups if names]
+    detail = ", ".join(parts) or f"the same classes in another order ({', '.join(new)}), which changes the indexes"
+    return f"{len(old)} classes, the new list has {len(new)}: {detail}"
+
+
+def _make_folder(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+        raise LabelError(f"{root}: cannot create the dataset root: {reason}") from None
 
 
 # ------------------------------------------------------------------------------------------------- JSON I/O

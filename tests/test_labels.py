@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from herostore.cli import labels as cli_labels
-from herostore.errors import HerostoreError, LabelError
+from herostore.errors import HerostoreError, LabelError, LabelFileExistsError
 from herostore.labels import (
     Label,
     check_labels_against_classes,
@@ -26,6 +26,7 @@ from herostore.labels import (
     read_classes,
     read_labels,
     write_classes,
+    write_label_set,
     write_labels,
 )
 
@@ -184,6 +185,93 @@ def test_load_label_set_class_sources(tmp_path):
     with pytest.raises(LabelError, match=r"labels\.json \(classes from .*classes\.json\): 1 label\(s\) not in the "
                                          r"classes: 'sad' \(video ids 'a'\); valid classes: neutral, happy"):
         load_label_set(tmp_path / "labels.json")
+
+
+# ------------------------------------------------------------------------------------------- label sets
+
+
+LABEL_SET = [Label("a", "happy", 1.0, "hi"), Label("b", "sad"), Label("c", "happy"), Label("d", "neutral")]
+CLASS_LIST = ["neutral", "happy", "sad"]
+
+
+def test_write_label_set_creates_the_root_and_writes_both(tmp_path):
+    root = tmp_path / "new" / "ds"
+    paths = write_label_set(root, LABEL_SET, CLASS_LIST)
+    assert paths == (root / "labels.json", root / "classes.json")
+    assert load_label_set(root / "labels.json") == (LABEL_SET, CLASS_LIST)
+    assert sorted(p.name for p in root.iterdir()) == ["classes.json", "labels.json"]  # no temp file left behind
+
+
+def test_write_label_set_keeps_a_file_with_the_same_content(tmp_path):
+    # Edited by hand: other formatting, an extra key; the same labels. Nothing to replace, so nothing changes.
+    entries = [label.to_dict() for label in LABEL_SET]
+    entries[1]["speaker"] = "M"
+    labels_json = write(tmp_path / "labels.json", json.dumps(entries, indent=4))
+    before = labels_json.read_bytes()
+    write_label_set(tmp_path, LABEL_SET, CLASS_LIST)
+    assert labels_json.read_bytes() == before
+    assert read_classes(tmp_path / "classes.json") == CLASS_LIST
+    write_label_set(tmp_path, LABEL_SET, CLASS_LIST)  # both the same now
+
+
+def test_write_label_set_refuses_a_differing_file_and_says_how(tmp_path):
+    write_label_set(tmp_path, LABEL_SET, CLASS_LIST)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    new = [Label("a", "happy", 2.0, "hi"), Label("b", "happy"), Label("c", "happy", None, "new"), Label("e", "sad")]
+    with pytest.raises(LabelFileExistsError, match=(
+            r"^\S*labels\.json exists with 4 labels, the new set has 4: 1 ids only in the file \('d'\), 1 ids only "
+            r"in the new set \('e'\), 1 ids with another emotion \('b'\), 1 ids with another sentiment \('a'\), "
+            r"1 ids with another text \('c'\); not replaced$")):
+        write_label_set(tmp_path, new, CLASS_LIST)
+    with pytest.raises(LabelFileExistsError, match=r"labels\.json exists with 4 labels, the new set has 4: the same "
+                                                   r"labels in another order; not replaced$"):
+        write_label_set(tmp_path, LABEL_SET[::-1], CLASS_LIST)
+    with pytest.raises(LabelFileExistsError, match=(
+            r"^\S*classes\.json exists with 3 classes, the new list has 4: 1 only in the new list \('angry'\); "
+            r"\S*labels\.json exists with 4 labels, the new set has 3: 1 ids only in the file \('d'\); not replaced$")):
+        write_label_set(tmp_path, LABEL_SET[:3], [*CLASS_LIST, "angry"])
+    with pytest.raises(LabelFileExistsError, match=r"classes\.json exists with 3 classes, the new list has 3: the same "
+                                                   r"classes in another order \(sad, happy, neutral\), which changes "
+                                                   r"the indexes; not replaced$"):
+        write_label_set(tmp_path, LABEL_SET, CLASS_LIST[::-1])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_write_label_set_refuses_an_unreadable_file_and_writes_nothing(tmp_path):
+    write(tmp_path / "labels.json", '[{"video_id": "a",}]')
+    with pytest.raises(LabelError, match=r"labels\.json exists and cannot be compared: malformed JSON at line 1, "
+                                         r"column 19: .*; not replaced$"):
+        write_label_set(tmp_path, LABEL_SET, CLASS_LIST)
+    assert not (tmp_path / "classes.json").exists()  # nothing is written unless both files can be
+
+
+def test_write_label_set_overwrite_replaces(tmp_path):
+    write_label_set(tmp_path, LABEL_SET, CLASS_LIST)
+    write_label_set(tmp_path, LABEL_SET[:2], ["sad", "happy"], overwrite=True)
+    assert load_label_set(tmp_path / "labels.json") == (LABEL_SET[:2], ["sad", "happy"])
+
+
+def test_write_label_set_checks_its_input_before_writing(tmp_path):
+    with pytest.raises(LabelError, match=r"ds[/\\]labels\.json \(classes for .*classes\.json\): 1 label\(s\) not in "
+                                         r"the classes: 'neutral' \(video ids 'd'\)"):
+        write_label_set(tmp_path / "ds", LABEL_SET, ["happy", "sad"])
+    with pytest.raises(LabelError, match=r"ds[/\\]classes\.json: duplicate class 'sad' at classes\[1\] and "
+                                         r"classes\[3\]"):
+        write_label_set(tmp_path / "ds", LABEL_SET, ["happy", "sad", "neutral", "sad"])
+    with pytest.raises(LabelError, match=r"ds[/\\]labels\.json: duplicate video_id 'a' at labels\[0\] and "
+                                         r"labels\[1\]"):
+        write_label_set(tmp_path / "ds", [Label("a", "sad"), Label("a", "happy")], CLASS_LIST)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_write_label_set_file_in_the_way(tmp_path):
+    afile = write(tmp_path / "afile", "not a folder")
+    with pytest.raises(LabelError, match=r"afile: exists and is not a folder; expected a dataset root folder"):
+        write_label_set(afile, LABEL_SET, CLASS_LIST)
+    with pytest.raises(LabelError, match=r"afile[/\\]sub: cannot create the dataset root: \S*afile is a file, not a "
+                                         r"folder$"):
+        write_label_set(afile / "sub", LABEL_SET, CLASS_LIST)
+    assert afile.read_text() == "not a folder"
 
 
 # -------------------------------------------------------------------------------------------------- MER
