@@ -47,6 +47,10 @@ class LabelError(HerostoreError, ValueError):
     """Malformed `labels.json` / `classes.json`, unknown labels, duplicate ids."""
 
 
+class LabelFileExistsError(LabelError):
+    """An existing `labels.json` / `classes.json` that differs from the one to be written."""
+
+
 class ExtractionError(HerostoreError, RuntimeError):
     """A video that could not be decoded or run through the models."""
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: spec-shaped feature dicts, npy folders and stores made on the fly."""
+"""Shared fixtures: spec-shaped feature dicts, npy folders and stores made on the fly; small text files."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ from herostore.testing.features import make_npy_dataset, sample_features
 def make_features(seed: int = 0, *, lengths=(16, 5, 40, 7), au: bool = False, transcript: str | None = None) -> dict:
     """A small spec dict with random float32 arrays (deterministic for a seed)."""
     return sample_features(seed, lengths=lengths, au=au, transcript=transcript)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` as UTF-8 exactly as given (no newline translation), creating the folders; return ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
 
 
 @pytest.fixture

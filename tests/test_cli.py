@@ -121,9 +121,10 @@ def test_paths_in_the_way_are_one_line_errors(npy_dataset, tmp_path, capsys):
     labels = tmp_path / "l.csv"
     labels.write_text("video_id,emotion\nv1,happy\n")
     assert main(["labels", "csv", str(labels), "--out", str(afile)]) == 2
-    assert f"--out {afile}: exists and is not a folder" in _one_line_error(capsys, "labels")
+    assert f"error: {afile}: exists and is not a folder" in _one_line_error(capsys, "labels")
     assert main(["labels", "csv", str(labels), "--out", str(afile / "sub")]) == 2
-    assert f"cannot create the dataset root: {afile} is a file, not a folder" in _one_line_error(capsys, "labels")
+    assert (f"error: {afile / 'sub'}: cannot create the dataset root: {afile} is a file, not a folder"
+            in _one_line_error(capsys, "labels"))
     assert afile.read_text() == "not a folder"
 
 
