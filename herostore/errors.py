@@ -41,3 +41,7 @@ class LabelError(HerostoreError, ValueError):
 
 class ExtractionError(HerostoreError, RuntimeError):
     """A video that could not be decoded or run through the models."""
+
+
+class ModelLoadError(ExtractionError):
+    """A model that could not be found or loaded: it stops the whole run, unlike a per-video failure."""

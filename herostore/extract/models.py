@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExtractionError
+from ..errors import ExtractionError, ModelLoadError
 from ..schema import MODALITY_BY_NAME
 from .media import AUDIO_RATE
 
@@ -73,10 +73,6 @@ ASR_WINDOW_S = 30  # Whisper hears 30 s at a time; longer audio is chunked by th
 # A model folder holding this file was built with random weights (``herostore.testing.tiny_models``): features
 # made with it are meaningless, and everything written from them says so.
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
-
-
-class ModelLoadError(ExtractionError):
-    """A model that could not be found or loaded: a run-level error, not a per-video one."""
 
 
 @dataclass(frozen=True)
