@@ -19,15 +19,20 @@ from herostore import npyfile
 from herostore.errors import ExtractionError, HerostoreError
 from herostore.extract import (
     DEFAULT_MODELS,
+    ExtractOptions,
+    OutputSpec,
+    RunSettings,
     decode_video,
     discover_videos,
     run_extraction,
     sample_indices,
 )
-from herostore.extract import pipeline as pipeline_module
+from herostore.extract import output as output_module
+from herostore.extract import progress as progress_module
+from herostore.extract import runner as runner_module
 from herostore.extract.media import decode_audio
 from herostore.extract.models import ModelConfig, ModelLoadError, is_random_weight_model, resolve_model
-from herostore.extract.pipeline import get_models
+from herostore.extract.runner import get_models
 from herostore.schema import MODALITY_BY_NAME, check_features
 from herostore.store import FeatureStore
 from herostore.testing import TINY_AU_ID, build_tiny_models, write_sample_set
@@ -37,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 GOOD = ("speech_a", "portrait", "silent_video", "quiet_audio", "very_short", "odd_fps")
 BAD = ("corrupt", "not_a_video", "empty")
 F16 = {"rtol": 2e-3, "atol": 1e-5}  # the float16 preset's precision (~5e-4 relative), with margin
+QUIET = RunSettings(progress=False)
 
 
 def hubert_frames(samples: int) -> int:
@@ -69,7 +75,7 @@ def tiny_models(tiny_dir):
 def zarr_run(tiny_dir, clips, tmp_path_factory):
     """One zarr extraction over the whole sample folder (good and bad files)."""
     out = tmp_path_factory.mktemp("dataset_root") / "features"
-    report = run_extraction(clips["speech_a"].parent, out, model_dir=tiny_dir, progress=False)
+    report = run_extraction(clips["speech_a"].parent, out, models=ModelConfig(model_dir=tiny_dir), settings=QUIET)
     return report, out
 
 
@@ -115,7 +121,7 @@ def test_frames_moved_by_a_failed_decode_are_recorded(clips, tiny_dir, tiny_mode
     assert video.frames.shape == (16, 240, 320, 3) and video.frames_clamped
     assert video.info()["frames_clamped"] is True
     out = tmp_path / "features"
-    report = run_extraction(clips["speech_a"], out, model_dir=tiny_dir, progress=False)
+    report = run_extraction(clips["speech_a"], out, models=ModelConfig(model_dir=tiny_dir), settings=QUIET)
     assert report.written == ["speech_a"] and report.frames_clamped == ["speech_a"]
     assert "1 video(s) had undecodable frames near the end" in report.summary()
     assert FeatureStore(out).video_metadata("speech_a")["attributes"]["herostore"]["source"]["frames_clamped"]
@@ -312,16 +318,17 @@ def test_failures_are_recorded_with_reasons(zarr_run):
 
 
 def test_a_write_error_fails_that_video_and_the_run_goes_on(clips, tiny_dir, tmp_path, monkeypatch):
-    real = pipeline_module._Output.write
+    real = output_module.Output.write
 
     def disk_full(self, video_id, *args, **kwargs):
         if video_id == "portrait":
             raise OSError(28, "No space left on device")
         return real(self, video_id, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module._Output, "write", disk_full)
+    monkeypatch.setattr(output_module.Output, "write", disk_full)
     out = tmp_path / "features"
-    report = run_extraction([clips["portrait"], clips["very_short"]], out, model_dir=tiny_dir, progress=False)
+    report = run_extraction([clips["portrait"], clips["very_short"]], out, models=ModelConfig(model_dir=tiny_dir),
+                            settings=QUIET)
     assert report.written == ["very_short"] and not report.ok
     assert report.failed == {"portrait": f"{clips['portrait']}: could not write features "
                                          f"(OSError: [Errno 28] No space left on device)"}
@@ -330,16 +337,17 @@ def test_a_write_error_fails_that_video_and_the_run_goes_on(clips, tiny_dir, tmp
 
 def test_resume_skips_complete_videos_then_overwrite(zarr_run, clips, tiny_dir):
     _, out = zarr_run
-    again = run_extraction(clips["speech_a"].parent, out, model_dir=tiny_dir, progress=False)
+    models = ModelConfig(model_dir=tiny_dir)
+    again = run_extraction(clips["speech_a"].parent, out, models=models, settings=QUIET)
     assert again.written == [] and sorted(again.skipped) == sorted(GOOD) and sorted(again.failed) == sorted(BAD)
     assert "video_mae" not in again.timings  # nothing was run through the models
     before = FeatureStore(out).read_video("very_short")
-    redo = run_extraction(clips["very_short"], out, model_dir=tiny_dir, overwrite=True, progress=False)
+    redo = run_extraction(clips["very_short"], OutputSpec(out, overwrite=True), models=models, settings=QUIET)
     assert redo.written == ["very_short"] and redo.ok
     after = FeatureStore(out).read_video("very_short")
     np.testing.assert_array_equal(before["video_mae"], after["video_mae"])  # deterministic
     with pytest.raises(HerostoreError, match="store exists with preset 'float16', asked for 'lossless'"):
-        run_extraction(clips["very_short"], out, model_dir=tiny_dir, preset="lossless", progress=False)
+        run_extraction(clips["very_short"], OutputSpec(out, preset="lossless"), models=models, settings=QUIET)
 
 
 # ------------------------------------------------------------------------------------- npy and options
@@ -348,8 +356,8 @@ def test_resume_skips_complete_videos_then_overwrite(zarr_run, clips, tiny_dir):
 def test_npy_agrees_with_zarr_and_au_option(zarr_run, clips, tiny_dir, tmp_path):
     _, zarr_out = zarr_run
     out = tmp_path / "features"
-    report = run_extraction([clips["speech_a"], clips["silent_video"]], out, format="npy", model_dir=tiny_dir,
-                            models={"au": TINY_AU_ID}, progress=False)
+    report = run_extraction([clips["speech_a"], clips["silent_video"]], OutputSpec(out, format="npy"),
+                            models=ModelConfig(model_dir=tiny_dir, au=TINY_AU_ID), settings=QUIET)
     assert sorted(report.written) == ["silent_video", "speech_a"] and report.ok
     assert npyfile.list_video_ids(out) == ["silent_video", "speech_a"]
     store = FeatureStore(zarr_out)
@@ -371,7 +379,7 @@ def test_batches_of_three_match_single_videos_and_fall_back_per_video(zarr_run, 
                                                                      monkeypatch):
     _, zarr_out = zarr_run
     batches = []
-    real = pipeline_module.extract_batch
+    real = runner_module.extract_batch
 
     def one_breaks_inference(models, videos, *args, **kwargs):
         batches.append([v.path.stem for v in videos])
@@ -379,10 +387,11 @@ def test_batches_of_three_match_single_videos_and_fall_back_per_video(zarr_run, 
             raise RuntimeError("injected inference failure")
         return real(models, videos, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "extract_batch", one_breaks_inference)
+    monkeypatch.setattr(runner_module, "extract_batch", one_breaks_inference)
     names = ["odd_fps", "portrait", "silent_video", "speech_a", "very_short"]  # landscape, portrait, no audio, ...
     out = tmp_path / "features"
-    report = run_extraction([clips[n] for n in names], out, model_dir=tiny_dir, batch_size=3, progress=False)
+    report = run_extraction([clips[n] for n in names], out, models=ModelConfig(model_dir=tiny_dir),
+                            options=ExtractOptions(batch_size=3), settings=QUIET)
     assert batches == [names[:3], names[3:], ["speech_a"], ["very_short"]]  # the failed batch retried per video
     assert sorted(report.written) == names[:4]
     assert report.failed == {"very_short": f"{clips['very_short']}: model inference failed "
@@ -420,8 +429,9 @@ def test_labels_text_chinese_and_pooled_outputs(clips, tiny_dir, tmp_path):
     labels.write_text(json.dumps([{"video_id": "speech_a", "emotion": "happy", "text": "我今天很高兴"}],
                                  ensure_ascii=False), "utf-8")
     out = tmp_path / "features"
-    report = run_extraction(clips["speech_a"], out, model_dir=tiny_dir, labels=labels, language="zh",
-                            video_mae_output="temporal", clip_output="cls", keyframes=2, progress=False)
+    report = run_extraction(clips["speech_a"], out, models=ModelConfig(model_dir=tiny_dir, language="zh"),
+                            options=ExtractOptions(video_mae_output="temporal", clip_output="cls", keyframes=2),
+                            labels=labels, settings=QUIET)
     assert report.written == ["speech_a"]
     assert report.models["hubert"] == "TencentGameMate/chinese-hubert-large"
     assert report.models["bert"] == "google-bert/bert-base-chinese"
@@ -442,10 +452,10 @@ def test_plain_progress_line_shows_rate_and_eta(monkeypatch, capsys):
 
     monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` now raises ImportError
     clock = iter([100.0, 102.0, 104.0])
-    fake_time = types.SimpleNamespace(perf_counter=lambda: next(clock), strftime=pipeline_module.time.strftime,
-                                      gmtime=pipeline_module.time.gmtime)
-    monkeypatch.setattr(pipeline_module, "time", fake_time)
-    progress = pipeline_module._Progress(4, True)
+    fake_time = types.SimpleNamespace(perf_counter=lambda: next(clock), strftime=progress_module.time.strftime,
+                                      gmtime=progress_module.time.gmtime)
+    monkeypatch.setattr(progress_module, "time", fake_time)
+    progress = progress_module.Progress(4, True)
     assert progress.bar is None
     progress.update(1)  # 1 video in 2 s: 0.50 videos/s, 3 left: 6 s
     progress.update(1, failed=True)  # 2 in 4 s
@@ -527,7 +537,7 @@ def test_cli_run_errors_are_one_line(tmp_path, capsys):
 
 def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys, monkeypatch):
     calls = []
-    real = pipeline_module.extract_batch
+    real = runner_module.extract_batch
 
     def interrupt_second(*args, **kwargs):
         calls.append(1)
@@ -535,7 +545,7 @@ def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "extract_batch", interrupt_second)
+    monkeypatch.setattr(runner_module, "extract_batch", interrupt_second)
     out = tmp_path / "features"
     code = _cli(["--video_path", str(clips["odd_fps"]), str(clips["portrait"]), "--output_dir", str(out),
                  "--model-dir", str(tiny_dir), "--quiet"])
@@ -591,7 +601,8 @@ def test_dask_default_local_cluster_two_workers_relative_paths(zarr_run, clips, 
     monkeypatch.chdir(tmp_path)
     relative = {name: os.path.relpath(clips[name]) for name in ("speech_a", "portrait", "empty")}
     assert not any(Path(p).is_absolute() for p in relative.values())
-    report = run_extraction(list(relative.values()), "features", model_dir=tiny_dir, workers=2, progress=False)
+    report = run_extraction(list(relative.values()), "features", models=ModelConfig(model_dir=tiny_dir),
+                            settings=RunSettings(workers=2, progress=False))
     assert sorted(report.written) == ["portrait", "speech_a"]
     # Workers got absolute paths: the failure names the file as the worker opened it.
     assert report.failed == {"empty": f"{os.path.abspath(relative['empty'])}: empty file (0 bytes), "
@@ -609,9 +620,11 @@ def test_dask_existing_scheduler(zarr_run, clips, tiny_dir, tmp_path):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
                       dashboard_address=None) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
-        report = run_extraction([clips["speech_a"], clips["portrait"], clips["empty"]], out, model_dir=tiny_dir,
-                                scheduler=cluster.scheduler_address, progress=False)
+        report = run_extraction([clips["speech_a"], clips["portrait"], clips["empty"]], out,
+                                models=ModelConfig(model_dir=tiny_dir),
+                                settings=RunSettings(scheduler=cluster.scheduler_address, progress=False))
     assert sorted(report.written) == ["portrait", "speech_a"]
     assert list(report.failed) == ["empty"] and "empty file" in report.failed["empty"]
     assert report.timings["video_mae"] > 0
     _assert_matches_reference(out, zarr_out, ["speech_a", "portrait"])
+
