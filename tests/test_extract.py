@@ -292,6 +292,23 @@ def test_zarr_run_writes_every_key_with_spec_dims(zarr_run, clips):
     assert validation.format == "zarr" and validation.videos == len(GOOD) and validation.ok, validation.render()
 
 
+def test_zarr_summary_ends_with_how_to_read_the_store(zarr_run, tmp_path, capsys):
+    """A HERO user expects .npy files: the summary says what a store is, how to read it, how to get the files."""
+    from herostore.cli import main
+
+    report, out = zarr_run
+    last = report.summary().splitlines()[-1]
+    assert last.startswith(f"wrote a herostore Zarr store at {out} (not the spec's .npy files)"), last
+    assert "herostore.compat.HERODataset" in last and "herostore.dataset.HeroDataset" in last
+    assert "--format npy" in last
+    command = last.split("`")[1]
+    assert command == f"herostore export-npy {out} DATASET_ROOT"
+    argv = command.replace("DATASET_ROOT", str(tmp_path / "npy_root")).split()[1:]
+    assert main([*argv, "--workers", "1", "--quiet"]) == 0  # the command it names works as written
+    assert npyfile.list_video_ids(tmp_path / "npy_root" / "features") == sorted(GOOD)
+    capsys.readouterr()
+
+
 def test_no_audio_and_no_speech_are_recognisable(zarr_run):
     _, out = zarr_run
     store = FeatureStore(out)
@@ -359,6 +376,7 @@ def test_npy_agrees_with_zarr_and_au_option(zarr_run, clips, tiny_dir, tmp_path)
     report = run_extraction([clips["speech_a"], clips["silent_video"]], OutputSpec(out, format="npy"),
                             models=ModelConfig(model_dir=tiny_dir, au=TINY_AU_ID), settings=QUIET)
     assert sorted(report.written) == ["silent_video", "speech_a"] and report.ok
+    assert "Zarr store" not in report.summary()  # .npy files are what the spec's loaders read
     assert npyfile.list_video_ids(out) == ["silent_video", "speech_a"]
     store = FeatureStore(zarr_out)
     for vid in ("speech_a", "silent_video"):
@@ -550,7 +568,9 @@ def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys
     code = _cli(["--video_path", str(clips["odd_fps"]), str(clips["portrait"]), "--output_dir", str(out),
                  "--model-dir", str(tiny_dir), "--quiet"])
     assert code == 130
-    assert "interrupted" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "interrupted" in printed
+    assert printed.splitlines()[-1].startswith(f"wrote a herostore Zarr store at {out}")
     store = FeatureStore(out)
     assert store.video_ids() == ["odd_fps"] and store.read_video("odd_fps")["clip"].shape == (257, 1408)
 

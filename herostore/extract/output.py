@@ -15,7 +15,7 @@ from ..errors import ExtractionError
 from ..presets import DEFAULT_PRESET, get_preset
 from ..store import FeatureStore
 
-__all__ = ["FORMATS", "Output", "OutputSpec"]
+__all__ = ["FORMATS", "Output", "OutputSpec", "how_to_read"]
 
 FORMATS = ("zarr", "npy")
 
@@ -42,6 +42,16 @@ class OutputSpec:
     def absolute(self) -> OutputSpec:
         """This spec with an absolute path, for worker processes that run in another folder."""
         return replace(self, path=os.path.abspath(os.path.expanduser(self.path)))
+
+
+def how_to_read(path: str, fmt: str) -> str | None:
+    """The run summary's last line for a store: the spec's loaders expect ``.npy`` files, so say how to read
+    a store and how to get those files. None for ``npy``, which is the spec's own format."""
+    if fmt != "zarr":
+        return None
+    return (f"wrote a herostore Zarr store at {path} (not the spec's .npy files): read it with "
+            f"herostore.compat.HERODataset (HERO's loader) or herostore.dataset.HeroDataset, or get the spec's "
+            f".npy files with --format npy or `herostore export-npy {path} DATASET_ROOT`")
 
 
 class Output:

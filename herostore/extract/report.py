@@ -6,6 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .output import how_to_read
+
 __all__ = ["STAGES", "ExtractionReport"]
 
 STAGES = ("decode", "video_mae", "clip", "au", "hubert", "asr", "bert", "write")
@@ -54,7 +56,7 @@ class ExtractionReport:
         return data
 
     def summary(self) -> str:
-        """Human-readable lines: counts, speed, where the time went, every failure."""
+        """Human-readable lines: counts, speed, where the time went, every failure, and how to read the output."""
         state = "interrupted" if self.interrupted else "done"
         head = (f"extract {state}: {len(self.written)} written, {len(self.skipped)} skipped (already complete), "
                 f"{len(self.failed)} failed in {self.elapsed:.1f} s ({self.videos_per_s:.2f} videos/s) "
@@ -75,4 +77,7 @@ class ExtractionReport:
             lines += [f"  {vid}: {reason}" for vid, reason in sorted(self.failed.items())]
         if self.interrupted:
             lines.append("interrupted: finished videos are complete in the output; run again to resume")
+        usage = how_to_read(self.output, self.format) if self.written or self.skipped else None
+        if usage:
+            lines.append(usage)
         return "\n".join(lines)
