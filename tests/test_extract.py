@@ -592,6 +592,36 @@ def test_script_is_the_spec_invocation(clips, tiny_dir, tmp_path):
     assert "error: video_mae model 'MCG-NJU/videomae-large': no folder" in missing.stderr
 
 
+def test_cli_defaults_come_from_the_library(clips, tmp_path, monkeypatch):
+    """Flags left out mean the library's defaults: auto device, its dtype and batch size, one process, zarr."""
+    import torch
+
+    from herostore.cli.extract import build_extraction, build_parser
+
+    out = tmp_path / "features"
+    args = build_parser().parse_args(["--video_path", str(clips["very_short"]), "--output_dir", str(out)])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    job = build_extraction(args).job
+    assert job.models == ModelConfig().resolved() and (job.models.device, job.models.dtype) == ("cpu", "float32")
+    assert job.options == ExtractOptions().for_device("cpu") and job.options.batch_size == 1
+    assert job.output == OutputSpec(out) and job.output.format == "zarr"
+    assert build_extraction(args).settings == RunSettings()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # resolved only: nothing runs on the GPU
+    job = build_extraction(args).job
+    assert (job.models.device, job.models.dtype, job.options.batch_size) == ("cuda", "float16", 8)
+    explicit = build_parser().parse_args(["--video_path", str(clips["very_short"]), "--output_dir", str(out),
+                                          "--device", "cpu", "--batch-size", "3", "--dtype", "bfloat16"])
+    job = build_extraction(explicit).job
+    assert (job.models.device, job.models.dtype, job.options.batch_size) == ("cpu", "bfloat16", 3)
+
+
+def test_the_package_imports_without_torch_or_transformers():
+    code = ("import sys, herostore.extract, herostore.cli.extract; "
+            "print(sorted({'torch', 'transformers', 'distributed'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def test_main_cli_has_the_extract_subcommand():
     from herostore.cli import build_parser
     from herostore.cli.extract import run
@@ -648,3 +678,36 @@ def test_dask_existing_scheduler(zarr_run, clips, tiny_dir, tmp_path):
     assert report.timings["video_mae"] > 0
     _assert_matches_reference(out, zarr_out, ["speech_a", "portrait"])
 
+
+def test_cluster_seam_fails_a_dead_workers_chunk_and_stops_on_a_model_load_error(clips, tmp_path, monkeypatch):
+    """``extract_on_cluster``: items in, one report per chunk out; the chunk task is replaced, no model runs."""
+    from distributed import LocalCluster
+
+    from herostore.extract import cluster as cluster_module
+    from herostore.extract.runner import Job
+
+    items, _ = discover_videos([clips["speech_a"], clips["portrait"]])
+    job = Job(OutputSpec(tmp_path / "features"), ModelConfig(device="cpu"), ExtractOptions(), {})
+
+    def chunk_task(chunk, job):
+        if any(item.video_id == "portrait" for item in chunk):
+            raise RuntimeError("worker died")
+        part = job.new_report()
+        part.written += [item.video_id for item in chunk]
+        return part
+
+    def models_fail(chunk, job):
+        raise ModelLoadError("video_mae model 'x': could not load")
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        monkeypatch.setattr(cluster_module, "_extract_chunk", chunk_task)
+        parts = list(cluster_module.extract_on_cluster(items, job, scheduler=cluster.scheduler_address))
+        monkeypatch.setattr(cluster_module, "_extract_chunk", models_fail)
+        with pytest.raises(ModelLoadError, match="could not load"):
+            list(cluster_module.extract_on_cluster(items, job, scheduler=cluster.scheduler_address))
+    assert len(parts) == 2  # one chunk per video here: 2 videos over 4 chunks per worker
+    written = [vid for part in parts for vid in part.written]
+    failed = {vid: reason for part in parts for vid, reason in part.failed.items()}
+    assert written == ["speech_a"]
+    assert failed == {"portrait": f"{clips['portrait']}: worker failed (RuntimeError: worker died)"}
