@@ -29,9 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from herostore.extract import run_extraction
-from herostore.extract.models import ModelConfig
-from herostore.extract.pipeline import STAGES, get_models
+from herostore.extract import ExtractOptions, ModelConfig, OutputSpec, RunSettings, run_extraction
+from herostore.extract.report import STAGES
+from herostore.extract.runner import get_models
 from herostore.testing import build_tiny_models, write_clip
 from herostore.testing.tiny_models import FULL_SIZE_ASR_MAX_TOKENS
 
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     get_models(config)  # what run_extraction will reuse: loading is not part of videos/s
     load_s = time.perf_counter() - start
-    report = run_extraction(clips, workdir / "features", format=args.format, model_dir=model_dir,
-                            device=args.device, dtype=args.dtype, batch_size=args.batch_size, overwrite=True,
-                            progress=False)
+    report = run_extraction(clips, OutputSpec(workdir / "features", format=args.format, overwrite=True),
+                            models=config, options=ExtractOptions(batch_size=args.batch_size),
+                            settings=RunSettings(progress=False))
     if report.failed:
         raise SystemExit(f"benchmark clips failed: {report.failed}")
     stages = {stage: report.timings.get(stage, 0.0) for stage in STAGES if report.timings.get(stage, 0.0) > 0}

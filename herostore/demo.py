@@ -27,7 +27,7 @@ def _step(text: str) -> None:
 
 def run_demo(workdir: str) -> int:
     """Run every step, printing each; returns the exit code (0 only if every step succeeded)."""
-    from .extract import run_extraction
+    from .extract import ModelConfig, RunSettings, run_extraction
     from .testing import build_tiny_models, write_sample_set
 
     work = Path(workdir)
@@ -47,8 +47,8 @@ def run_demo(workdir: str) -> int:
     models = build_tiny_models(work / MODELS_DIR, languages=("en",))
 
     _step("extract: clips -> herostore store dataset/features (default preset, text from labels.json)")
-    extraction = run_extraction(work / "clips", dataset / "features", model_dir=models,
-                                labels=dataset / "labels.json", progress=False)
+    extraction = run_extraction(work / "clips", dataset / "features", models=ModelConfig(model_dir=models, device="cpu"),
+                                labels=dataset / "labels.json", settings=RunSettings(progress=False))
     print(extraction.summary())
 
     _step("validate the store against the spec")

@@ -55,5 +55,9 @@ class ExtractionError(HerostoreError, RuntimeError):
     """A video that could not be decoded or run through the models."""
 
 
+class ModelLoadError(ExtractionError):
+    """A model that could not be found or loaded: it stops the whole run, unlike a per-video failure."""
+
+
 class ArgumentError(HerostoreError, ValueError):
     """An argument outside the values a function accepts (the message lists the valid ones)."""

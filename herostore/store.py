@@ -22,7 +22,7 @@ from .layout import FORMAT_NAME, StoreInfo, VideoMeta, check_video_id, json_byte
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .schema import CheckedFeatures, check_features
 
-__all__ = ["FeatureStore", "check_video_id", "is_store"]
+__all__ = ["FeatureStore", "is_store"]
 
 
 def is_store(path: str | os.PathLike) -> bool:

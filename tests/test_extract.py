@@ -19,15 +19,20 @@ from herostore import npyfile
 from herostore.errors import ExtractionError, HerostoreError
 from herostore.extract import (
     DEFAULT_MODELS,
+    ExtractOptions,
+    OutputSpec,
+    RunSettings,
     decode_video,
     discover_videos,
     run_extraction,
     sample_indices,
 )
-from herostore.extract import pipeline as pipeline_module
+from herostore.extract import output as output_module
+from herostore.extract import progress as progress_module
+from herostore.extract import runner as runner_module
 from herostore.extract.media import decode_audio
 from herostore.extract.models import ModelConfig, ModelLoadError, is_random_weight_model, resolve_model
-from herostore.extract.pipeline import get_models
+from herostore.extract.runner import get_models
 from herostore.schema import MODALITY_BY_NAME, check_features
 from herostore.store import FeatureStore
 from herostore.testing import TINY_AU_ID, build_tiny_models, write_sample_set
@@ -37,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 GOOD = ("speech_a", "portrait", "silent_video", "quiet_audio", "very_short", "odd_fps")
 BAD = ("corrupt", "not_a_video", "empty")
 F16 = {"rtol": 2e-3, "atol": 1e-5}  # the float16 preset's precision (~5e-4 relative), with margin
+QUIET = RunSettings(progress=False)
 
 
 def hubert_frames(samples: int) -> int:
@@ -69,7 +75,7 @@ def tiny_models(tiny_dir):
 def zarr_run(tiny_dir, clips, tmp_path_factory):
     """One zarr extraction over the whole sample folder (good and bad files)."""
     out = tmp_path_factory.mktemp("dataset_root") / "features"
-    report = run_extraction(clips["speech_a"].parent, out, model_dir=tiny_dir, progress=False)
+    report = run_extraction(clips["speech_a"].parent, out, models=ModelConfig(model_dir=tiny_dir), settings=QUIET)
     return report, out
 
 
@@ -115,7 +121,7 @@ def test_frames_moved_by_a_failed_decode_are_recorded(clips, tiny_dir, tiny_mode
     assert video.frames.shape == (16, 240, 320, 3) and video.frames_clamped
     assert video.info()["frames_clamped"] is True
     out = tmp_path / "features"
-    report = run_extraction(clips["speech_a"], out, model_dir=tiny_dir, progress=False)
+    report = run_extraction(clips["speech_a"], out, models=ModelConfig(model_dir=tiny_dir), settings=QUIET)
     assert report.written == ["speech_a"] and report.frames_clamped == ["speech_a"]
     assert "1 video(s) had undecodable frames near the end" in report.summary()
     assert FeatureStore(out).video_meta("speech_a").notes["source"]["frames_clamped"]
@@ -286,6 +292,23 @@ def test_zarr_run_writes_every_key_with_spec_dims(zarr_run, clips):
     assert validation.format == "zarr" and validation.videos == len(GOOD) and validation.ok, validation.render()
 
 
+def test_zarr_summary_ends_with_how_to_read_the_store(zarr_run, tmp_path, capsys):
+    """A HERO user expects .npy files: the summary says what a store is, how to read it, how to get the files."""
+    from herostore.cli import main
+
+    report, out = zarr_run
+    last = report.summary().splitlines()[-1]
+    assert last.startswith(f"wrote a herostore Zarr store at {out} (not the spec's .npy files)"), last
+    assert "herostore.compat.HERODataset" in last and "herostore.dataset.HeroDataset" in last
+    assert "--format npy" in last
+    command = last.split("`")[1]
+    assert command == f"herostore export-npy {out} DATASET_ROOT"
+    argv = command.replace("DATASET_ROOT", str(tmp_path / "npy_root")).split()[1:]
+    assert main([*argv, "--workers", "1", "--quiet"]) == 0  # the command it names works as written
+    assert npyfile.list_video_ids(tmp_path / "npy_root" / "features") == sorted(GOOD)
+    capsys.readouterr()
+
+
 def test_no_audio_and_no_speech_are_recognisable(zarr_run):
     _, out = zarr_run
     store = FeatureStore(out)
@@ -312,16 +335,17 @@ def test_failures_are_recorded_with_reasons(zarr_run):
 
 
 def test_a_write_error_fails_that_video_and_the_run_goes_on(clips, tiny_dir, tmp_path, monkeypatch):
-    real = pipeline_module._Output.write
+    real = output_module.Output.write
 
     def disk_full(self, video_id, *args, **kwargs):
         if video_id == "portrait":
             raise OSError(28, "No space left on device")
         return real(self, video_id, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module._Output, "write", disk_full)
+    monkeypatch.setattr(output_module.Output, "write", disk_full)
     out = tmp_path / "features"
-    report = run_extraction([clips["portrait"], clips["very_short"]], out, model_dir=tiny_dir, progress=False)
+    report = run_extraction([clips["portrait"], clips["very_short"]], out, models=ModelConfig(model_dir=tiny_dir),
+                            settings=QUIET)
     assert report.written == ["very_short"] and not report.ok
     assert report.failed == {"portrait": f"{clips['portrait']}: could not write features "
                                          f"(OSError: [Errno 28] No space left on device)"}
@@ -330,16 +354,17 @@ def test_a_write_error_fails_that_video_and_the_run_goes_on(clips, tiny_dir, tmp
 
 def test_resume_skips_complete_videos_then_overwrite(zarr_run, clips, tiny_dir):
     _, out = zarr_run
-    again = run_extraction(clips["speech_a"].parent, out, model_dir=tiny_dir, progress=False)
+    models = ModelConfig(model_dir=tiny_dir)
+    again = run_extraction(clips["speech_a"].parent, out, models=models, settings=QUIET)
     assert again.written == [] and sorted(again.skipped) == sorted(GOOD) and sorted(again.failed) == sorted(BAD)
     assert "video_mae" not in again.timings  # nothing was run through the models
     before = FeatureStore(out).read_video("very_short")
-    redo = run_extraction(clips["very_short"], out, model_dir=tiny_dir, overwrite=True, progress=False)
+    redo = run_extraction(clips["very_short"], OutputSpec(out, overwrite=True), models=models, settings=QUIET)
     assert redo.written == ["very_short"] and redo.ok
     after = FeatureStore(out).read_video("very_short")
     np.testing.assert_array_equal(before["video_mae"], after["video_mae"])  # deterministic
     with pytest.raises(HerostoreError, match="store exists with preset 'float16', asked for 'lossless'"):
-        run_extraction(clips["very_short"], out, model_dir=tiny_dir, preset="lossless", progress=False)
+        run_extraction(clips["very_short"], OutputSpec(out, preset="lossless"), models=models, settings=QUIET)
 
 
 # ------------------------------------------------------------------------------------- npy and options
@@ -348,9 +373,10 @@ def test_resume_skips_complete_videos_then_overwrite(zarr_run, clips, tiny_dir):
 def test_npy_agrees_with_zarr_and_au_option(zarr_run, clips, tiny_dir, tmp_path):
     _, zarr_out = zarr_run
     out = tmp_path / "features"
-    report = run_extraction([clips["speech_a"], clips["silent_video"]], out, format="npy", model_dir=tiny_dir,
-                            models={"au": TINY_AU_ID}, progress=False)
+    report = run_extraction([clips["speech_a"], clips["silent_video"]], OutputSpec(out, format="npy"),
+                            models=ModelConfig(model_dir=tiny_dir, au=TINY_AU_ID), settings=QUIET)
     assert sorted(report.written) == ["silent_video", "speech_a"] and report.ok
+    assert "Zarr store" not in report.summary()  # .npy files are what the spec's loaders read
     assert npyfile.list_video_ids(out) == ["silent_video", "speech_a"]
     store = FeatureStore(zarr_out)
     for vid in ("speech_a", "silent_video"):
@@ -371,7 +397,7 @@ def test_batches_of_three_match_single_videos_and_fall_back_per_video(zarr_run, 
                                                                      monkeypatch):
     _, zarr_out = zarr_run
     batches = []
-    real = pipeline_module.extract_batch
+    real = runner_module.extract_batch
 
     def one_breaks_inference(models, videos, *args, **kwargs):
         batches.append([v.path.stem for v in videos])
@@ -379,10 +405,11 @@ def test_batches_of_three_match_single_videos_and_fall_back_per_video(zarr_run, 
             raise RuntimeError("injected inference failure")
         return real(models, videos, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "extract_batch", one_breaks_inference)
+    monkeypatch.setattr(runner_module, "extract_batch", one_breaks_inference)
     names = ["odd_fps", "portrait", "silent_video", "speech_a", "very_short"]  # landscape, portrait, no audio, ...
     out = tmp_path / "features"
-    report = run_extraction([clips[n] for n in names], out, model_dir=tiny_dir, batch_size=3, progress=False)
+    report = run_extraction([clips[n] for n in names], out, models=ModelConfig(model_dir=tiny_dir),
+                            options=ExtractOptions(batch_size=3), settings=QUIET)
     assert batches == [names[:3], names[3:], ["speech_a"], ["very_short"]]  # the failed batch retried per video
     assert sorted(report.written) == names[:4]
     assert report.failed == {"very_short": f"{clips['very_short']}: model inference failed "
@@ -420,8 +447,9 @@ def test_labels_text_chinese_and_pooled_outputs(clips, tiny_dir, tmp_path):
     labels.write_text(json.dumps([{"video_id": "speech_a", "emotion": "happy", "text": "我今天很高兴"}],
                                  ensure_ascii=False), "utf-8")
     out = tmp_path / "features"
-    report = run_extraction(clips["speech_a"], out, model_dir=tiny_dir, labels=labels, language="zh",
-                            video_mae_output="temporal", clip_output="cls", keyframes=2, progress=False)
+    report = run_extraction(clips["speech_a"], out, models=ModelConfig(model_dir=tiny_dir, language="zh"),
+                            options=ExtractOptions(video_mae_output="temporal", clip_output="cls", keyframes=2),
+                            labels=labels, settings=QUIET)
     assert report.written == ["speech_a"]
     assert report.models["hubert"] == "TencentGameMate/chinese-hubert-large"
     assert report.models["bert"] == "google-bert/bert-base-chinese"
@@ -442,10 +470,10 @@ def test_plain_progress_line_shows_rate_and_eta(monkeypatch, capsys):
 
     monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` now raises ImportError
     clock = iter([100.0, 102.0, 104.0])
-    fake_time = types.SimpleNamespace(perf_counter=lambda: next(clock), strftime=pipeline_module.time.strftime,
-                                      gmtime=pipeline_module.time.gmtime)
-    monkeypatch.setattr(pipeline_module, "time", fake_time)
-    progress = pipeline_module._Progress(4, True)
+    fake_time = types.SimpleNamespace(perf_counter=lambda: next(clock), strftime=progress_module.time.strftime,
+                                      gmtime=progress_module.time.gmtime)
+    monkeypatch.setattr(progress_module, "time", fake_time)
+    progress = progress_module.Progress(4, True)
     assert progress.bar is None
     progress.update(1)  # 1 video in 2 s: 0.50 videos/s, 3 left: 6 s
     progress.update(1, failed=True)  # 2 in 4 s
@@ -527,7 +555,7 @@ def test_cli_run_errors_are_one_line(tmp_path, capsys):
 
 def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys, monkeypatch):
     calls = []
-    real = pipeline_module.extract_batch
+    real = runner_module.extract_batch
 
     def interrupt_second(*args, **kwargs):
         calls.append(1)
@@ -535,12 +563,14 @@ def test_cli_interrupt_leaves_a_readable_store(clips, tiny_dir, tmp_path, capsys
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "extract_batch", interrupt_second)
+    monkeypatch.setattr(runner_module, "extract_batch", interrupt_second)
     out = tmp_path / "features"
     code = _cli(["--video_path", str(clips["odd_fps"]), str(clips["portrait"]), "--output_dir", str(out),
                  "--model-dir", str(tiny_dir), "--quiet"])
     assert code == 130
-    assert "interrupted" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "interrupted" in printed
+    assert printed.splitlines()[-1].startswith(f"wrote a herostore Zarr store at {out}")
     store = FeatureStore(out)
     assert store.video_ids() == ["odd_fps"] and store.read_video("odd_fps")["clip"].shape == (257, 1408)
 
@@ -560,6 +590,36 @@ def test_script_is_the_spec_invocation(clips, tiny_dir, tmp_path):
                              timeout=120, check=False)
     assert missing.returncode == 2
     assert "error: video_mae model 'MCG-NJU/videomae-large': no folder" in missing.stderr
+
+
+def test_cli_defaults_come_from_the_library(clips, tmp_path, monkeypatch):
+    """Flags left out mean the library's defaults: auto device, its dtype and batch size, one process, zarr."""
+    import torch
+
+    from herostore.cli.extract import build_extraction, build_parser
+
+    out = tmp_path / "features"
+    args = build_parser().parse_args(["--video_path", str(clips["very_short"]), "--output_dir", str(out)])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    job = build_extraction(args).job
+    assert job.models == ModelConfig().resolved() and (job.models.device, job.models.dtype) == ("cpu", "float32")
+    assert job.options == ExtractOptions().for_device("cpu") and job.options.batch_size == 1
+    assert job.output == OutputSpec(out) and job.output.format == "zarr"
+    assert build_extraction(args).settings == RunSettings()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # resolved only: nothing runs on the GPU
+    job = build_extraction(args).job
+    assert (job.models.device, job.models.dtype, job.options.batch_size) == ("cuda", "float16", 8)
+    explicit = build_parser().parse_args(["--video_path", str(clips["very_short"]), "--output_dir", str(out),
+                                          "--device", "cpu", "--batch-size", "3", "--dtype", "bfloat16"])
+    job = build_extraction(explicit).job
+    assert (job.models.device, job.models.dtype, job.options.batch_size) == ("cpu", "bfloat16", 3)
+
+
+def test_the_package_imports_without_torch_or_transformers():
+    code = ("import sys, herostore.extract, herostore.cli.extract; "
+            "print(sorted({'torch', 'transformers', 'distributed'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_main_cli_has_the_extract_subcommand():
@@ -591,7 +651,8 @@ def test_dask_default_local_cluster_two_workers_relative_paths(zarr_run, clips, 
     monkeypatch.chdir(tmp_path)
     relative = {name: os.path.relpath(clips[name]) for name in ("speech_a", "portrait", "empty")}
     assert not any(Path(p).is_absolute() for p in relative.values())
-    report = run_extraction(list(relative.values()), "features", model_dir=tiny_dir, workers=2, progress=False)
+    report = run_extraction(list(relative.values()), "features", models=ModelConfig(model_dir=tiny_dir),
+                            settings=RunSettings(workers=2, progress=False))
     assert sorted(report.written) == ["portrait", "speech_a"]
     # Workers got absolute paths: the failure names the file as the worker opened it.
     assert report.failed == {"empty": f"{os.path.abspath(relative['empty'])}: empty file (0 bytes), "
@@ -609,9 +670,44 @@ def test_dask_existing_scheduler(zarr_run, clips, tiny_dir, tmp_path):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
                       dashboard_address=None) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
-        report = run_extraction([clips["speech_a"], clips["portrait"], clips["empty"]], out, model_dir=tiny_dir,
-                                scheduler=cluster.scheduler_address, progress=False)
+        report = run_extraction([clips["speech_a"], clips["portrait"], clips["empty"]], out,
+                                models=ModelConfig(model_dir=tiny_dir),
+                                settings=RunSettings(scheduler=cluster.scheduler_address, progress=False))
     assert sorted(report.written) == ["portrait", "speech_a"]
     assert list(report.failed) == ["empty"] and "empty file" in report.failed["empty"]
     assert report.timings["video_mae"] > 0
     _assert_matches_reference(out, zarr_out, ["speech_a", "portrait"])
+
+
+def test_cluster_seam_fails_a_dead_workers_chunk_and_stops_on_a_model_load_error(clips, tmp_path, monkeypatch):
+    """``extract_on_cluster``: items in, one report per chunk out; the chunk task is replaced, no model runs."""
+    from distributed import LocalCluster
+
+    from herostore.extract import cluster as cluster_module
+    from herostore.extract.runner import Job
+
+    items, _ = discover_videos([clips["speech_a"], clips["portrait"]])
+    job = Job(OutputSpec(tmp_path / "features"), ModelConfig(device="cpu"), ExtractOptions(), {})
+
+    def chunk_task(chunk, job):
+        if any(item.video_id == "portrait" for item in chunk):
+            raise RuntimeError("worker died")
+        part = job.new_report()
+        part.written += [item.video_id for item in chunk]
+        return part
+
+    def models_fail(chunk, job):
+        raise ModelLoadError("video_mae model 'x': could not load")
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        monkeypatch.setattr(cluster_module, "_extract_chunk", chunk_task)
+        parts = list(cluster_module.extract_on_cluster(items, job, scheduler=cluster.scheduler_address))
+        monkeypatch.setattr(cluster_module, "_extract_chunk", models_fail)
+        with pytest.raises(ModelLoadError, match="could not load"):
+            list(cluster_module.extract_on_cluster(items, job, scheduler=cluster.scheduler_address))
+    assert len(parts) == 2  # one chunk per video here: 2 videos over 4 chunks per worker
+    written = [vid for part in parts for vid in part.written]
+    failed = {vid: reason for part in parts for vid, reason in part.failed.items()}
+    assert written == ["speech_a"]
+    assert failed == {"portrait": f"{clips['portrait']}: worker failed (RuntimeError: worker died)"}

@@ -13,7 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..extract import Extraction, ExtractOptions, ModelConfig, OutputSpec, RunSettings, prepare_extraction
 from ..extract.models import DEFAULT_MODELS, ROLES
+from ..extract.options import AUTO, BATCH_SIZE, MODEL_DTYPE
+from ..extract.output import FORMATS
 from .common import add_preset_flag, run_command
 
 _DESCRIPTION = (
@@ -31,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="a video, a folder of videos, or a .txt/.lst list of paths (one per line)")
     io.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, type=Path, metavar="DIR",
                     help="feature_root: the store itself (zarr) or the folder of <video_id>.npy files (npy)")
-    io.add_argument("--format", choices=["zarr", "npy"], default="zarr", help="output format (default zarr)")
+    io.add_argument("--format", choices=FORMATS, default=OutputSpec.format, help="output format (default %(default)s)")
     add_preset_flag(io)
     io.add_argument("--labels", type=Path, metavar="LABELS_JSON",
                     help="labels.json: its `text` is embedded by BERT instead of the transcript when present")
@@ -41,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                "timings) as JSON")
 
     models = parser.add_argument_group("models (ids from the hub / HF cache, or local folders)")
-    models.add_argument("--language", choices=sorted(DEFAULT_MODELS), default="en",
-                        help="zh selects TencentGameMate/chinese-hubert-large and google-bert/bert-base-chinese and "
-                             "asks Whisper for Chinese (default en)")
+    models.add_argument("--language", choices=sorted(DEFAULT_MODELS), default=ModelConfig.language,
+                        help=f"zh selects {DEFAULT_MODELS['zh']['hubert']} and {DEFAULT_MODELS['zh']['bert']} and "
+                             f"asks Whisper for Chinese (default %(default)s)")
     models.add_argument("--model-dir", "--model_dir", dest="model_dir", type=Path, metavar="DIR",
                         help="local checkpoints laid out as DIR/<org>/<name> (e.g. DIR/MCG-NJU/videomae-large); "
                              "nothing is downloaded when given")
@@ -60,23 +63,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="language Whisper transcribes (default: --language; 'auto' lets Whisper detect it)")
 
     shape = parser.add_argument_group("feature shapes")
-    shape.add_argument("--video-mae-output", choices=["tokens", "temporal"], default="tokens",
+    shape.add_argument("--video-mae-output", choices=["tokens", "temporal"], default=ExtractOptions.video_mae_output,
                        help="tokens: [1568, 1024] (default); temporal: mean over space per slice, [8, 1024]")
-    shape.add_argument("--clip-output", choices=["patches", "cls"], default="patches",
+    shape.add_argument("--clip-output", choices=["patches", "cls"], default=ExtractOptions.clip_output,
                        help="patches: [K*257, 1408] (default); cls: one CLS token per keyframe, [K, 1408]")
-    shape.add_argument("--keyframes", type=int, default=1, metavar="K", help="keyframes for clip (default 1)")
-    shape.add_argument("--silence-db", dest="silence_dbfs", type=float, default=-50.0, metavar="DBFS",
-                       help="audio quieter than this RMS level counts as no speech: no ASR, speech=none "
-                            "(default -50)")
+    shape.add_argument("--keyframes", type=int, default=ExtractOptions.keyframes, metavar="K",
+                       help="keyframes for clip (default %(default)s)")
+    shape.add_argument("--silence-db", dest="silence_dbfs", type=float, default=ExtractOptions.silence_dbfs,
+                       metavar="DBFS", help="audio quieter than this RMS level counts as no speech: no ASR, "
+                                            "speech=none (default %(default)s)")
 
     run = parser.add_argument_group("speed and scale")
-    run.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda if available)")
-    run.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
-                     help="model precision; auto = float16 on cuda, float32 on cpu")
-    run.add_argument("--batch-size", type=int, metavar="N", help="videos per model call (default 1 on cpu, 8 on cuda)")
-    run.add_argument("--prefetch", type=int, default=2, metavar="N", help="videos decoded ahead (default 2)")
-    run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="dask workers on a local cluster, each loading the models once (default 1: no dask)")
+    run.add_argument("--device", default=ModelConfig.device,
+                     help=f"cpu, cuda or cuda:N (default {AUTO}: cuda if available, else cpu)")
+    run.add_argument("--dtype", choices=[AUTO, "float32", "float16", "bfloat16"], default=ModelConfig.dtype,
+                     help=f"model precision; {AUTO} (default) = {MODEL_DTYPE['cuda']} on cuda, "
+                          f"{MODEL_DTYPE['cpu']} on cpu")
+    run.add_argument("--batch-size", type=int, default=ExtractOptions.batch_size, metavar="N",
+                     help=f"videos per model call (default {BATCH_SIZE['cpu']} on cpu, {BATCH_SIZE['cuda']} on cuda)")
+    run.add_argument("--prefetch", type=int, default=ExtractOptions.prefetch, metavar="N",
+                     help="videos decoded ahead (default %(default)s)")
+    run.add_argument("--workers", type=int, default=RunSettings.workers, metavar="N",
+                     help="dask workers on a local cluster, each loading the models once "
+                          "(default %(default)s: no dask)")
     run.add_argument("--scheduler", metavar="ADDRESS", help="use an existing dask cluster, e.g. tcp://host:8786")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -98,28 +107,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def build_extraction(args: argparse.Namespace) -> Extraction:
+    """The library's option objects from the parsed flags, and the run they describe (checked, not started)."""
+    models = ModelConfig(language=args.language, model_dir=args.model_dir, device=args.device, dtype=args.dtype,
+                         asr_language=args.asr_language,
+                         **{role: getattr(args, f"{role}_model") for role in ROLES})
+    options = ExtractOptions(video_mae_output=args.video_mae_output, clip_output=args.clip_output,
+                             keyframes=args.keyframes, silence_dbfs=args.silence_dbfs, batch_size=args.batch_size,
+                             prefetch=args.prefetch)
+    output = OutputSpec(args.output_dir, format=args.format, preset=args.preset, overwrite=args.overwrite)
+    settings = RunSettings(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    return prepare_extraction(args.video_path, output, models=models, options=options, settings=settings,
+                              labels=args.labels, recursive=args.recursive)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the extraction, print the summary (and every failure); 0 if all videos are done, else 1."""
-    from ..extract.pipeline import prepare_extraction
-
-    device = _device(args.device)
-    batch_size = args.batch_size or (8 if device.startswith("cuda") else 1)
-    extraction = prepare_extraction(
-        args.video_path, args.output_dir, format=args.format, preset=args.preset, model_dir=args.model_dir,
-        language=args.language, models={role: getattr(args, f"{role}_model") for role in ROLES},
-        labels=args.labels, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite, device=device,
-        dtype=args.dtype, video_mae_output=args.video_mae_output, clip_output=args.clip_output,
-        keyframes=args.keyframes, asr_language=args.asr_language, silence_dbfs=args.silence_dbfs,
-        batch_size=batch_size, prefetch=args.prefetch, recursive=args.recursive, progress=not args.quiet,
-    )
+    extraction = build_extraction(args)
     try:
         report = extraction.run()
     except KeyboardInterrupt:

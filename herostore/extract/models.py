@@ -27,15 +27,16 @@ import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ExtractionError
+from ..errors import ExtractionError, ModelLoadError
 from ..schema import MODALITY_BY_NAME
 from .media import AUDIO_RATE
+from .options import AUTO, default_dtype, resolve_device
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -75,10 +76,6 @@ ASR_WINDOW_S = 30  # Whisper hears 30 s at a time; longer audio is chunked by th
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
 
 
-class ModelLoadError(ExtractionError):
-    """A model that could not be found or loaded: a run-level error, not a per-video one."""
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Which models run and how; hashable, so each process caches its loaded models by it."""
@@ -91,15 +88,38 @@ class ModelConfig:
     asr: str | None = None
     bert: str | None = None
     au: str | None = None  # no default: `au` is absent unless a model is given
-    device: str = "cpu"
-    dtype: str = "auto"  # auto: float16 on cuda, float32 on cpu
+    device: str = AUTO  # auto: cuda if torch sees a GPU, else cpu (options.resolve_device)
+    dtype: str = AUTO  # auto: options.MODEL_DTYPE for the device
     asr_language: str | None = None  # None: the run's language; "auto": let Whisper detect it
 
     def __post_init__(self) -> None:
-        choices = {"language": ("en", "zh"), "dtype": ("auto", "float32", "float16", "bfloat16")}
+        choices = {"language": tuple(DEFAULT_MODELS), "dtype": (AUTO, "float32", "float16", "bfloat16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ExtractionError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        for name in ("model_dir", *ROLES):  # paths are kept as strings: the config is a hashable, JSON-able key
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+
+    def resolved(self) -> ModelConfig:
+        """This config with ``auto`` device and dtype replaced by what they mean on this machine."""
+        device = resolve_device(self.device)
+        dtype = default_dtype(device) if self.dtype == AUTO else self.dtype
+        if (device, dtype) == (self.device, self.dtype):
+            return self
+        return replace(self, device=device, dtype=dtype)
+
+    def absolute(self) -> ModelConfig:
+        """This config with ``model_dir`` and local model folders made absolute, for processes started elsewhere."""
+        changed = {}
+        if self.model_dir is not None:
+            changed["model_dir"] = os.path.abspath(os.path.expanduser(self.model_dir))
+        for role in ROLES:
+            ref = getattr(self, role)
+            if ref is not None and Path(ref).expanduser().exists():
+                changed[role] = os.path.abspath(os.path.expanduser(ref))
+        return replace(self, **changed)
 
     def model_ref(self, role: str) -> str | None:
         """The id or path the config names for ``role`` (the language default when unset)."""
@@ -200,11 +220,10 @@ def fast_videomae_init() -> Iterator[None]:
 
 
 def torch_dtype(config: ModelConfig) -> Any:
+    """The torch dtype the models of ``config`` run in."""
     import torch
 
-    if config.dtype == "auto":
-        return torch.float16 if str(config.device).startswith("cuda") else torch.float32
-    return getattr(torch, config.dtype)
+    return getattr(torch, config.resolved().dtype)
 
 
 def _load_error(role: str, ref: str, path: str, exc: BaseException, what: str = "") -> ModelLoadError:
@@ -269,7 +288,7 @@ class _Wrapper:
             raise ModelLoadError(f"no model given for {self.role}")
         self.path = resolve_model(self.ref, config.model_dir, self.role)
         self.random_weights = is_random_weight_model(self.path) if Path(self.path).is_dir() else False
-        self.device = torch.device(config.device)
+        self.device = torch.device(config.resolved().device)
         self.dtype = torch_dtype(config)
 
     def _to_numpy(self, tensor: Any) -> np.ndarray:
@@ -533,6 +552,8 @@ class Models:
 
     @classmethod
     def load(cls, config: ModelConfig) -> Models:
+        """Load every model ``config`` names, on its resolved device and dtype."""
+        config = config.resolved()
         wrappers = {"video_mae": VideoMAEEncoder, "clip": ClipEncoder, "hubert": HubertEncoder,
                     "asr": Transcriber, "bert": TextEncoder}
         loaded = {role: wrapper(config) for role, wrapper in wrappers.items()}
