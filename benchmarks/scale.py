@@ -88,20 +88,20 @@ def probe(path: str, n: int, reads: int) -> dict[str, Any]:
     t_import = time.perf_counter() - t0
     rss_import = _rss_mb()
     opened: list[str] = ["zarr.json"]  # the root document, read when opening
-    real_open = local._open_beneath
+    real_open = beneath.open_beneath
 
     def counting_open(root: int, p: str) -> int:
         opened.append(p)
         return real_open(root, p)
 
-    local._open_beneath = counting_open
+    beneath.open_beneath = counting_open
     first = scale_id(n // 2)
     t0 = time.perf_counter()
     reader = open_reader(path)
     t_open = time.perf_counter() - t0
     record = reader.read(first)
     t_open_read = time.perf_counter() - t0
-    local._open_beneath = real_open
+    beneath.open_beneath = real_open
     rss_open = _rss_mb()
     assert record.arrays, "the first read returned no arrays"
 

@@ -169,3 +169,56 @@ def test_interrupts_still_stop_the_run(error):
         guarded(_flaky, "b", error)
     with pytest.raises(type(error)):
         map_videos(_flaky, [("a", None), ("b", error), ("c", None)], workers=1, progress=False)
+
+
+def test_label_files_that_differ_are_never_replaced_silently(npy_dataset, tmp_path, capsys):
+    from herostore.cli import main
+
+    assert main(["import-npy", str(npy_dataset), str(tmp_path / "z"), "--workers", "1", "--quiet"]) == 0
+    edited = tmp_path / "z" / "labels.json"
+    labels = json.loads(edited.read_text())
+    labels[0]["emotion"] = "sad"
+    edited.write_text(json.dumps(labels, indent=4))  # a hand edit, with its own formatting
+    hand = edited.read_bytes()
+    capsys.readouterr()
+    # a resume that writes nothing must not touch it either
+    assert main(["import-npy", str(npy_dataset), str(tmp_path / "z"), "--workers", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{edited}: exists and differs from {npy_dataset / 'labels.json'}" in err and "--overwrite-labels" in err
+    assert edited.read_bytes() == hand
+    assert main(["export-npy", str(tmp_path / "z"), str(npy_dataset), "--workers", "1", "--quiet"]) == 2
+    assert "--overwrite-labels" in capsys.readouterr().err
+    original = (npy_dataset / "labels.json").read_bytes()
+    assert main(["import-npy", str(npy_dataset), str(tmp_path / "z"), "--workers", "1", "--quiet",
+                 "--overwrite-labels"]) == 0
+    assert edited.read_bytes() == original
+
+
+def test_export_refuses_float64_values_beyond_float32(tmp_path):
+    store = FeatureStore.create(tmp_path / "z" / "features", "lossless")
+    wide = sample_features(1)
+    wide["hubert"] = wide["hubert"].astype(np.float64)
+    wide["hubert"][0, 0] = 1e300
+    store.write_video("wide", wide)
+    store.write_video("fine", sample_features(2))
+    report = export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False)
+    assert report.written == ["fine"]
+    assert "video 'wide', key 'hubert': values up to 1e+300 are beyond float32's range" in report.failed["wide"]
+    assert not (tmp_path / "n" / "features" / "wide.npy").exists()
+
+
+def test_a_killed_exports_temporary_files_are_removed_by_the_next_run(npy_dataset, tmp_path):
+    import os
+    import time
+
+    import_npy(npy_dataset, tmp_path / "z", workers=1, progress=False)
+    features = tmp_path / "n" / "features"
+    features.mkdir(parents=True)
+    stale = features / ".video_000.npy.0123456789abcdef.tmp"
+    stale.write_bytes(b"half a file")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = features / ".video_001.npy.fedcba9876543210.tmp"  # too young to judge: a live writer's, maybe
+    fresh.write_bytes(b"being written")
+    assert export_npy(tmp_path / "z", tmp_path / "n", workers=1, progress=False).ok
+    assert not stale.exists() and fresh.exists()

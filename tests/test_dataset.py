@@ -193,13 +193,13 @@ def test_subset_read_opens_only_the_requested_arrays(tmp_path, monkeypatch):
     feature_root, ann = build(tmp_path, "lossless")
     ds = HeroDataset(feature_root, ann, modalities=["hubert", "bert"])
     opened: list[tuple[str, ...]] = []
-    real_open = local._open_beneath
+    real_open = beneath.open_beneath
 
     def spy(root_fd, relative):
         opened.append(Path(relative).parts)
         return real_open(root_fd, relative)
 
-    monkeypatch.setattr(local, "_open_beneath", spy)
+    monkeypatch.setattr(beneath, "open_beneath", spy)
     ds[0]
     assert all(parts[0] == "video_000" for parts in opened)
     assert {parts[1] for parts in opened} == {"zarr.json", "hubert", "bert"}

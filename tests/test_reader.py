@@ -27,7 +27,8 @@ from herostore.errors import (
     StoreError,
     VideoNotFoundError,
 )
-from herostore.locations import local as local_module
+from herostore.locations import beneath as beneath_module
+from herostore.locations import chunk_files as chunk_files_module
 from herostore.presets import get_preset
 from herostore.read import NpyReader, ZarrReader, open_reader
 from herostore.schema import ARRAY_KEYS
@@ -201,30 +202,30 @@ class TestReaderConformance:
 def spy_open(monkeypatch):
     """Record every file the local fast path opens, relative to the store."""
     opened: list[str] = []
-    real = local_module._open_beneath
+    real = beneath_module.open_beneath
 
     def spy(root_fd: int, relative: str) -> int:
         opened.append(relative)
         return real(root_fd, relative)
 
-    monkeypatch.setattr(local_module, "_open_beneath", spy)
+    monkeypatch.setattr(beneath_module, "open_beneath", spy)
     return opened
 
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("preset", ["float16-lz4", "raw"])
 def test_threads_share_only_decoding(store_factory, preset, threads, monkeypatch):
-    monkeypatch.setattr(local_module, "PARALLEL_MIN_BYTES", 0)  # share even small samples among the threads
+    monkeypatch.setattr(chunk_files_module, "PARALLEL_MIN_BYTES", 0)  # share even small samples among the threads
     store = store_factory(preset, n=1)
     add_odd_videos(store)
     workers = set()
-    real = local_module._fill_one
+    real = chunk_files_module.fill_one
 
     def spy(*args):
         workers.add(threading.current_thread().name)
         return real(*args)
 
-    monkeypatch.setattr(local_module, "_fill_one", spy)
+    monkeypatch.setattr(chunk_files_module, "fill_one", spy)
     record = ZarrReader(store.path, threads=threads).read("long")
     for key, array in record.arrays.items():
         assert_same(array, zarr_ref(store.path, "long", key))
@@ -277,8 +278,8 @@ def test_a_chunk_verified_once_is_not_hashed_again(store_factory, monkeypatch):
     reader = ZarrReader(store.path)
     reader.read("video_000")
     calls = []
-    real = local_module.crc32c
-    monkeypatch.setattr(local_module, "crc32c", lambda *a: calls.append(1) or real(*a))
+    real = chunk_files_module.crc32c
+    monkeypatch.setattr(chunk_files_module, "crc32c", lambda *a: calls.append(1) or real(*a))
     reader.read("video_000")
     assert calls == []
     chunk = store.path / "video_000" / "bert" / "c" / "0" / "0"

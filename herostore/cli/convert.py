@@ -17,6 +17,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("dst", help="output dataset_root (the store is DST/features)")
     add_preset_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace videos already in the store")
+    p.add_argument("--overwrite-labels", action="store_true",
+                   help="replace labels.json/classes.json in DST when they differ from SRC's (default: stop and say "
+                        "how they differ)")
     p.add_argument("--strict", action="store_true", help="fail a video on any deviation from the spec")
     add_parallel_flags(p)
     p.set_defaults(func=run_import)
@@ -27,6 +30,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("src", help="dataset_root whose features/ is a store, or the store itself")
     p.add_argument("dst", help="output dataset_root")
     p.add_argument("--overwrite", action="store_true", help="replace .npy files that exist")
+    p.add_argument("--overwrite-labels", action="store_true",
+                   help="replace labels.json/classes.json in DST when they differ from the store's")
     add_parallel_flags(p)
     p.set_defaults(func=run_export)
 
@@ -34,8 +39,9 @@ def add_parsers(sub: Any) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from ..convert import import_npy
 
-    report = import_npy(args.src, args.dst, preset=args.preset, overwrite=args.overwrite, strict=args.strict,
-                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    report = import_npy(args.src, args.dst, preset=args.preset, overwrite=args.overwrite,
+                        overwrite_labels=args.overwrite_labels, strict=args.strict, workers=args.workers,
+                        scheduler=args.scheduler, progress=not args.quiet)
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -43,7 +49,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ..convert import export_npy
 
-    report = export_npy(args.src, args.dst, overwrite=args.overwrite, workers=args.workers,
-                        scheduler=args.scheduler, progress=not args.quiet)
+    report = export_npy(args.src, args.dst, overwrite=args.overwrite, overwrite_labels=args.overwrite_labels,
+                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     print(report.summary())
     return 0 if report.ok else 1

@@ -1,9 +1,7 @@
 """A store in a local folder (or a mounted cluster filesystem): reading chunk files, publishing videos atomically.
 
-Reading opens chunk files only as regular files beneath the store (``openat2`` with ``RESOLVE_BENEATH |
-RESOLVE_NO_SYMLINKS`` where the kernel has it, else ``O_NOFOLLOW``), never blocking on a FIFO, and checks each
-file's size before reading it. A sample's chunk files are opened together and, when not cached, announced to the
-kernel (``POSIX_FADV_WILLNEED``) so cold reads overlap; raw chunks are read straight into the output rows.
+Reading opens files only as regular files beneath the store (``beneath.open_beneath``: no links, no way out, no
+blocking on a FIFO) and reads chunks with ``chunk_files``.
 
 Writing builds a video in ``.tmp/<random>/``, a folder its writer holds an ``flock`` on for as long as it works
 (the kernel drops the lock when the writer dies, in any pid namespace), checks it is complete, and renames it into
@@ -15,19 +13,16 @@ it empties, so a finished store holds only Zarr nodes.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import mmap
 import os
 import shutil
 import stat
-import sys
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +31,15 @@ import numpy as np
 from ..errors import CorruptStoreError, StoreError, VideoNotFoundError
 from ..fsutil import STALE_AFTER_S, atomic_write, fsync_dir, make_folder
 from ..layout import META, SCRATCH_DIR, check_video_id
-from ..read.engine import CRC_BYTES, ArrayPlan, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
+from ..read.engine import ArrayPlan, ChunkJob, VerifiedChunks, check_crc
+from . import beneath
+from .beneath import Refused
+from .chunk_files import fill_from_files
+from .chunk_files import identity as file_identity
 
 __all__ = ["LocalDirectory"]
 
 RETIRED_SUFFIX = ".old"
-# A sample's chunks are decoded on several threads only when they decode to at least this much.
-PARALLEL_MIN_BYTES = 512 * 1024
-BLOSC_OVERHEAD = 1024  # a blosc chunk is never this much larger than its decoded size
 
 
 class LocalDirectory:
@@ -96,7 +92,7 @@ class LocalDirectory:
             fd = self._open(f"{video_id}/{META}")
         except FileNotFoundError:
             raise VideoNotFoundError(f"{self.name}: no video {video_id!r}") from None
-        except _Refused as exc:
+        except Refused as exc:
             raise CorruptStoreError(f"{self.name}: video {video_id!r}: {META} {exc}") from None
         try:
             size = os.fstat(fd).st_size
@@ -125,7 +121,7 @@ class LocalDirectory:
 
     def _open(self, relative: str) -> int:
         """A regular file beneath the store, opened read-only without following links or blocking."""
-        fd = _open_beneath(self._root(), relative)
+        fd = beneath.open_beneath(self._root(), relative)
         try:
             mode = os.fstat(fd).st_mode
         except OSError:
@@ -133,38 +129,23 @@ class LocalDirectory:
             raise
         if not stat.S_ISREG(mode):
             os.close(fd)
-            raise _Refused("is not a regular file")
+            raise Refused("is not a regular file")
         return fd
 
     def fill(self, video_id: str, jobs: Sequence[ChunkJob], where: Callable[[ChunkJob], str], *,
              threads: int, verified: VerifiedChunks) -> None:
         """Read and decode every job's chunk into its ``dest``."""
-        if not jobs:
-            return
-        fds: list[int] = []
-        try:
-            for job in jobs:
-                try:
-                    fd = self._open(f"{video_id}/{job.key}")
-                except FileNotFoundError:
-                    raise CorruptStoreError(f"{where(job)}: the chunk file is missing (herostore writes every "
-                                            "chunk: the store is damaged)") from None
-                except _Refused as exc:
-                    raise CorruptStoreError(f"{where(job)}: the chunk {exc}") from None
-                fds.append(fd)
-                if len(jobs) > 1 and not _first_page_cached(fd):
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-            decoded = sum(len(job.dest) for job in jobs if job.plan.encoding.codec is not None)
-            if threads > 1 and len(jobs) > 1 and decoded and decoded >= PARALLEL_MIN_BYTES:
-                order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].dest))  # largest first
-                for _ in _thread_pool(threads).map(lambda i: _fill_one(jobs[i], fds[i], where, verified), order):
-                    pass
-            else:
-                for job, fd in zip(jobs, fds):
-                    _fill_one(job, fd, where, verified)
-        finally:
-            for fd in fds:
-                os.close(fd)
+
+        def open_chunk(job: ChunkJob) -> int:
+            try:
+                return self._open(f"{video_id}/{job.key}")
+            except FileNotFoundError:
+                raise CorruptStoreError(f"{where(job)}: the chunk file is missing (herostore writes every "
+                                        "chunk: the store is damaged)") from None
+            except Refused as exc:
+                raise CorruptStoreError(f"{where(job)}: the chunk {exc}") from None
+
+        fill_from_files(jobs, open_chunk, where, threads=threads, verified=verified)
 
     def map_chunk(self, video_id: str, key: str, plan: ArrayPlan, nbytes: int, where: str,
                   verified: VerifiedChunks) -> np.ndarray:
@@ -173,7 +154,7 @@ class LocalDirectory:
             fd = self._open(f"{video_id}/{key}")
         except FileNotFoundError:
             raise CorruptStoreError(f"{where}: the chunk file is missing (the store is damaged)") from None
-        except _Refused as exc:
+        except Refused as exc:
             raise CorruptStoreError(f"{where}: the chunk {exc}") from None
         try:
             st = os.fstat(fd)
@@ -182,7 +163,7 @@ class LocalDirectory:
             mapped = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
-        identity = _identity(st)
+        identity = file_identity(st)
         if plan.encoding.checksum and identity not in verified:
             check_crc(memoryview(mapped)[: plan.chunk_bytes], mapped[plan.chunk_bytes :], where)
             verified.add(identity)
@@ -379,144 +360,6 @@ class LocalDirectory:
             warnings.warn(f"{self.name}: restored video {old.name!r} from {entry.name}: its overwrite was cut "
                           f"short (the writer died between retiring the old copy and publishing the new one)",
                           stacklevel=3)
-
-
-# -- reading one chunk -------------------------------------------------------------------------------------------
-
-
-def _identity(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _fill_one(job: ChunkJob, fd: int, where: Callable[[ChunkJob], str], verified: VerifiedChunks) -> None:
-    plan, dest = job.plan, job.dest
-    st = os.fstat(fd)
-    identity = _identity(st)
-    known = identity in verified
-    if plan.raw_size is not None:
-        if st.st_size != plan.raw_size:
-            raise CorruptStoreError(f"{where(job)}: chunk holds {st.st_size} bytes, expected {plan.raw_size}")
-        if known or not plan.encoding.checksum:
-            _pread_into(fd, [dest], 0, where(job))
-            return
-        rest = bytearray(plan.chunk_bytes - len(dest))
-        stored = bytearray(CRC_BYTES)
-        _pread_into(fd, [dest, rest, stored], 0, where(job))
-        if crc32c(rest, crc32c(dest)) != int.from_bytes(stored, "little"):
-            check_crc(bytes(dest) + bytes(rest), stored, where(job))  # raises with both values in the message
-        verified.add(identity)
-        return
-    limit = plan.chunk_bytes + BLOSC_OVERHEAD + CRC_BYTES
-    if st.st_size > limit:
-        raise CorruptStoreError(f"{where(job)}: compressed chunk of {st.st_size} bytes, more than its "
-                                f"{plan.chunk_bytes} decoded bytes can need")
-    data = bytearray(st.st_size)
-    _pread_into(fd, [memoryview(data)], 0, where(job))
-    decode_chunk(plan, data, dest, where(job), verified=known)
-    if plan.encoding.checksum:
-        verified.add(identity)
-
-
-def _pread_into(fd: int, buffers: list[Any], offset: int, where: str) -> None:
-    """Fill ``buffers`` in order from ``offset``; a short file is damage."""
-    want = sum(len(b) for b in buffers)
-    got = 0
-    views = [memoryview(b).cast("B") for b in buffers]
-    while got < want:
-        n = os.preadv(fd, _remaining(views, got), offset + got)
-        if n == 0:
-            raise CorruptStoreError(f"{where}: chunk ended after {got} bytes, expected {want}")
-        got += n
-
-
-def _remaining(views: list[memoryview], skip: int) -> list[memoryview]:
-    out = []
-    for v in views:
-        if skip >= len(v):
-            skip -= len(v)
-            continue
-        out.append(v[skip:])
-        skip = 0
-    return out
-
-
-def _first_page_cached(fd: int) -> bool:
-    """Whether the file's first page is in the page cache (a one-byte read that may not wait for the disk).
-
-    Announcing a cached file to the kernel costs a walk over its pages, so only uncached files are announced.
-    """
-    if _RWF_NOWAIT is None:
-        return False
-    try:
-        return os.preadv(fd, [bytearray(1)], 0, _RWF_NOWAIT) == 1
-    except OSError:
-        return False
-
-
-_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def _thread_pool(threads: int) -> ThreadPoolExecutor:
-    """This process's pool of ``threads`` threads (a pool never crosses a fork)."""
-    key = (os.getpid(), threads)
-    pool = _POOLS.get(key)
-    if pool is None:
-        pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="herostore-read")
-    return pool
-
-
-# -- opening files beneath the store -----------------------------------------------------------------------------
-
-
-class _Refused(Exception):
-    """A path in the store that is a link, leaves the store or is not a regular file."""
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_SYS_OPENAT2 = 437  # the same number on every Linux architecture
-_RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x04, 0x08
-_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-_openat2: Any = None
-
-
-def _open_beneath(root_fd: int, relative: str) -> int:
-    """Open ``relative`` under the folder ``root_fd`` without following any link and without leaving it."""
-    global _openat2
-    if _openat2 is None:
-        _openat2 = _load_openat2()
-    if _openat2 is not False:
-        how = _OpenHow(_FLAGS, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
-        fd = _openat2(root_fd, os.fsencode(relative), ctypes.byref(how), ctypes.sizeof(how))
-        if fd >= 0:
-            return fd
-        code = ctypes.get_errno()
-        if code in (errno.ELOOP, errno.EXDEV):
-            raise _Refused("is a symbolic link or leads out of the store")
-        if code != errno.ENOSYS:
-            raise OSError(code, os.strerror(code), relative)
-        _openat2 = False
-    try:
-        return os.open(relative, _FLAGS, dir_fd=root_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _Refused("is a symbolic link") from None
-        raise
-
-
-def _load_openat2() -> Any:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
-    except (OSError, AttributeError):
-        return False
-    syscall.restype = ctypes.c_long
-    return lambda *args: syscall(ctypes.c_long(_SYS_OPENAT2), *[ctypes.c_long(a) if isinstance(a, int) else a
-                                                                for a in args])
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
