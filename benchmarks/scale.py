@@ -82,7 +82,7 @@ def _rss_mb() -> float:
 def probe(path: str, n: int, reads: int) -> dict[str, Any]:
     rss_start = _rss_mb()
     t0 = time.perf_counter()
-    from herostore.locations import local
+    from herostore.locations import beneath
     from herostore.read import open_reader
 
     t_import = time.perf_counter() - t0
