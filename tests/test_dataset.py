@@ -188,7 +188,7 @@ def test_construction_reads_no_features(tmp_path, source):
 
 
 def test_subset_read_opens_only_the_requested_arrays(tmp_path, monkeypatch):
-    import herostore.locations.beneath as beneath
+    from herostore.locations import beneath
 
     feature_root, ann = build(tmp_path, "lossless")
     ds = HeroDataset(feature_root, ann, modalities=["hubert", "bert"])
