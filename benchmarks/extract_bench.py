@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from herostore.extract import run_extraction
-from herostore.testing import build_tiny_models, write_clip
 from herostore.extract.models import ModelConfig
 from herostore.extract.pipeline import STAGES, get_models
+from herostore.testing import build_tiny_models, write_clip
 from herostore.testing.tiny_models import FULL_SIZE_ASR_MAX_TOKENS
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from herostore.testing.features import make_npy_dataset, sample_features
 from herostore.store import FeatureStore
+from herostore.testing.features import make_npy_dataset, sample_features
 
 
 def make_features(seed: int = 0, *, lengths=(16, 5, 40, 7), au: bool = False, transcript: str | None = None) -> dict:

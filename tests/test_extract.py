@@ -28,9 +28,9 @@ from herostore.extract import pipeline as pipeline_module
 from herostore.extract.media import decode_audio
 from herostore.extract.models import ModelConfig, ModelLoadError, is_random_weight_model, resolve_model
 from herostore.extract.pipeline import get_models
-from herostore.testing import TINY_AU_ID, build_tiny_models, write_sample_set
 from herostore.schema import MODALITY_BY_NAME, check_features
 from herostore.store import FeatureStore
+from herostore.testing import TINY_AU_ID, build_tiny_models, write_sample_set
 from herostore.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from herostore import FeatureStore, InvalidVideoIdError, SpecError, StoreError
 from herostore.presets import PRESETS, Preset, get_preset
-from herostore.testing.features import sample_features as make_features
 from herostore.store import _host, check_video_id, is_store
+from herostore.testing.features import sample_features as make_features
 
 ARRAY_KEYS = ("video_mae", "clip", "hubert", "bert", "au")
 

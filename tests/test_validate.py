@@ -7,8 +7,8 @@ import pytest
 
 from herostore import FeatureStore
 from herostore.convert import import_npy
-from herostore.testing.features import sample_features
 from herostore.stats import compute_stats
+from herostore.testing.features import sample_features
 from herostore.validate import render_info, store_info, validate_dataset
 
 
