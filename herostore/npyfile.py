@@ -45,7 +45,8 @@ def read_dict(f: BinaryIO, source: str) -> dict[str, Any]:
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(f)
     except Exception as exc:  # noqa: BLE001 - numpy's header parser raises several types on a corrupt header
-        raise SpecError(f"{source}: not a .npy file ({clip(str(exc))})") from None
+        kind = "" if isinstance(exc, (ValueError, EOFError)) else f"{type(exc).__name__}: "
+        raise SpecError(f"{source}: not a .npy file ({kind}{clip(str(exc))})") from None
     if dtype != np.dtype(object) or shape != ():
         raise SpecError(
             f"{source}: holds a {dtype} array of shape {list(shape)}, expected a pickled dict of features (spec §2)"

@@ -212,6 +212,15 @@ def test_opcodes_numpy_never_writes_are_refused(tmp_path):
         load_dict(path)
 
 
+def test_a_corrupt_header_is_one_line_naming_the_error(tmp_path):
+    data = bytearray(LEGIT["np_save.npy"])
+    data[8] = 1  # the header length now ends inside the header dict
+    (tmp_path / "v.npy").write_bytes(bytes(data))
+    with pytest.raises(SpecError, match=r"v\.npy: not a \.npy file \(TokenError: \('EOF in multi-line statement'") as info:
+        load_dict(tmp_path / "v.npy")
+    assert "\n" not in str(info.value)
+
+
 def test_a_memo_index_far_ahead_is_refused_before_unpickling(tmp_path):
     stream = b"\x80\x02}r\xff\xff\xff\x7f."  # LONG_BINPUT 2**31-1: the C unpickler would allocate a huge memo
     with pytest.raises(SpecError, match=r"v\.npy: corrupt pickled dict: memo index 2147483647 out of sequence"):
