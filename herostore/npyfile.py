@@ -1,61 +1,27 @@
 """The spec's per-video dict `.npy` files, written and read safely.
 
 Writing is plain ``np.save`` of a dict, so files load with
-``np.load(path, allow_pickle=True).item()``. Reading never runs pickled code: the
-pickle stream is unpickled with an allow-list of the few globals that numpy arrays,
-dtypes, dicts and strings need, and any other global is refused.
+``np.load(path, allow_pickle=True).item()``. Reading never runs pickled code and
+never trusts the stream: ``herostore.safepickle`` checks its opcodes, allows only the
+few globals that numpy arrays, dtypes, dicts and strings need, builds arrays only over
+exactly the bytes the file gives, and bounds nesting and the decoded size.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import SpecError, UnsafePickleError, VideoNotFoundError
+from .errors import SpecError, VideoNotFoundError
 from .fsutil import atomic_output
+from .safepickle import clip, load_pickled_dict
 from .schema import ARRAY_KEYS, SPEC_DTYPE, TRANSCRIPT_KEY, CheckedFeatures, check_features
 
 SUFFIX = ".npy"
-
-_ALLOWED_GLOBALS = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy.dtypes", "Float16DType"),
-        ("numpy.dtypes", "Float32DType"),
-        ("numpy.dtypes", "Float64DType"),
-        ("numpy.dtypes", "StrDType"),
-        ("numpy.dtypes", "ObjectDType"),
-        ("collections", "OrderedDict"),
-        ("_codecs", "encode"),  # protocol-2 pickles spell bytes as encode(str, 'latin1')
-    }
-)
-
-
-class _AllowListUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, source: str):
-        super().__init__(file, encoding="latin1")
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise UnsafePickleError(
-                f"{self._source}: refusing to unpickle global '{module}.{name}'; "
-                "a feature .npy may only hold numpy arrays, strings and a dict"
-            )
-        return super().find_class(module, name)
 
 
 def load_dict(path: str | os.PathLike) -> dict[str, Any]:
@@ -70,28 +36,22 @@ def load_dict(path: str | os.PathLike) -> dict[str, Any]:
         raise SpecError(f"{path}: is a directory, expected a feature .npy file") from None
 
 
-def read_dict(f: io.BufferedIOBase, source: str) -> dict[str, Any]:
-    """Read a spec `.npy` dict from an open binary file (see ``load_dict``)."""
+def read_dict(f: BinaryIO, source: str) -> dict[str, Any]:
+    """Read a spec `.npy` dict from an open binary file (see ``load_dict`` and ``herostore.safepickle``)."""
     try:
         version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"format version {version[0]}.{version[1]}, expected 1.0 or 2.0")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(f)
-    except (ValueError, EOFError) as exc:
-        raise SpecError(f"{source}: not a .npy file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises several types on a corrupt header
+        kind = "" if isinstance(exc, (ValueError, EOFError)) else f"{type(exc).__name__}: "
+        raise SpecError(f"{source}: not a .npy file ({kind}{clip(str(exc))})") from None
     if dtype != np.dtype(object) or shape != ():
         raise SpecError(
             f"{source}: holds a {dtype} array of shape {list(shape)}, expected a pickled dict of features (spec §2)"
         )
-    try:
-        holder = _AllowListUnpickler(f, source).load()
-    except UnsafePickleError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a truncated or corrupt pickle can raise nearly anything
-        raise SpecError(f"{source}: corrupt pickled dict ({type(exc).__name__}: {exc})") from None
-    value = holder.item() if isinstance(holder, np.ndarray) and holder.shape == () else holder
-    if not isinstance(value, dict):
-        raise SpecError(f"{source}: holds a pickled {type(value).__name__}, expected a dict of features")
-    return value
+    return load_pickled_dict(f, source)
 
 
 def load_features(path: str | os.PathLike, *, strict: bool = False) -> CheckedFeatures:

@@ -36,6 +36,9 @@ ARRAY_KEYS: tuple[str, ...] = tuple(m.name for m in MODALITIES)
 REQUIRED_ARRAY_KEYS: tuple[str, ...] = tuple(m.name for m in MODALITIES if not m.optional)
 TRANSCRIPT_KEY = "transcript"
 SPEC_DTYPE = np.dtype("float32")
+FLOAT_DTYPES: tuple[np.dtype, ...] = (np.dtype("float16"), SPEC_DTYPE, np.dtype("float64"))  # what a store keeps
+MAX_LISTED_KEYS = 8  # extra keys named one by one in deviations; more are summarised
+MAX_KEY_LABEL = 100  # characters of a key name quoted in a message
 FEATURE_KEYS: tuple[str, ...] = ARRAY_KEYS + (TRANSCRIPT_KEY,)
 
 
@@ -96,12 +99,17 @@ def check_features(
         deviations.append(f"{source}: key 'transcript' is a 0-d numpy string; read as str")
     if not isinstance(transcript, str):
         raise SpecError(f"{source}: key 'transcript' must be str, found {type(transcript).__name__}")
-    extra = sorted(str(k) for k in features if k not in FEATURE_KEYS)
-    for key in extra:
-        deviations.append(f"{source}: key {key!r} is not in the spec; ignored")
+    extra = sorted((k for k in features if k not in FEATURE_KEYS), key=key_label)
+    labels = [key_label(k) for k in extra]
+    if len(labels) > MAX_LISTED_KEYS:
+        shown = ", ".join(labels[:MAX_LISTED_KEYS])
+        deviations.append(f"{source}: {len(labels)} keys are not in the spec ({shown}, ...); ignored")
+    else:
+        deviations += [f"{source}: key {label} is not in the spec; ignored" for label in labels]
+    names = [k[:MAX_KEY_LABEL] if isinstance(k, str) else label for k, label in zip(extra, labels)]
     if strict and deviations:
         raise SpecError(deviations[0] + " (strict mode)")
-    return CheckedFeatures(arrays, transcript, deviations, extra)
+    return CheckedFeatures(arrays, transcript, deviations, names)
 
 
 def _check_array(value: Any, modality: Modality, source: str, deviations: list[str]) -> np.ndarray:
@@ -109,8 +117,9 @@ def _check_array(value: Any, modality: Modality, source: str, deviations: list[s
     expected = f"[T, {modality.dim}] float32"
     if not isinstance(value, np.ndarray):
         raise SpecError(f"{source}: key {key!r} must be a numpy array {expected}, found {type(value).__name__}")
-    if value.dtype.kind != "f":
-        raise SpecError(f"{source}: key {key!r} has dtype {value.dtype}, expected {expected}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise SpecError(f"{source}: key {key!r} has dtype {value.dtype}, expected {expected} (float16 and float64 "
+                        "are kept with a note)")
     if value.ndim == 3 and value.shape[0] == 1:
         deviations.append(f"{source}: key {key!r} has a leading batch axis {list(value.shape)}; squeezed to 2-D")
         value = value[0]
@@ -122,6 +131,8 @@ def _check_array(value: Any, modality: Modality, source: str, deviations: list[s
         )
     if value.shape[0] == 0:
         raise SpecError(f"{source}: key {key!r} has no rows {list(value.shape)}, expected {expected} with T >= 1")
+    if 0 in value.shape:
+        raise SpecError(f"{source}: key {key!r} has an empty dimension {list(value.shape)}, expected {expected}")
     if value.shape[-1] != modality.dim:
         deviations.append(
             f"{source}: key {key!r} has last dim {value.shape[-1]}, spec says {modality.dim}; kept as stored"
@@ -129,3 +140,11 @@ def _check_array(value: Any, modality: Modality, source: str, deviations: list[s
     if value.dtype != SPEC_DTYPE:
         deviations.append(f"{source}: key {key!r} has dtype {value.dtype}, spec says float32; kept as stored")
     return np.ascontiguousarray(value)
+
+
+def key_label(key: Any) -> str:
+    """A key as quoted in messages: its repr, cut to ``MAX_KEY_LABEL`` characters; other types by type name."""
+    if not isinstance(key, str):
+        return f"<a {type(key).__name__} key>"
+    shown = repr(key[:MAX_KEY_LABEL])
+    return shown if len(key) <= MAX_KEY_LABEL else f"{shown}... ({len(key)} characters)"

@@ -104,7 +104,7 @@ def _check_npy_video(path: Path, report: ValidationReport, check_values: bool) -
         raw = npyfile.load_dict(path)
         checked = check_features(raw, source=path.name)
     except HerostoreError as exc:
-        report.error(str(path), str(exc))
+        report.error(str(path), str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name}: "))
         return
     for deviation in checked.deviations:
         report.error(str(path), deviation.split(": ", 1)[-1])

@@ -144,6 +144,9 @@ def test_wild_variants_are_normalised_or_kept_and_reported(tmp_path):
         ({"bert": np.zeros(768, np.float32)}, r"'bert' has shape \[768\], expected \[T, 768\] float32"),
         ({"bert": np.zeros((0, 768), np.float32)}, "'bert' has no rows"),
         ({"bert": np.zeros((3, 768), np.int64)}, "'bert' has dtype int64"),
+        ({"bert": np.zeros((3, 768), np.longdouble)}, r"w\.npy: key 'bert' has dtype float128, expected \[T, 768\] float32"),
+        ({"bert": np.zeros((3, 768), np.complex64)}, r"key 'bert' has dtype complex64, expected \[T, 768\] float32"),
+        ({"bert": np.zeros((3, 0), np.float32)}, r"w\.npy: key 'bert' has an empty dimension \[3, 0\], expected \[T, 768\]"),
     ],
 )
 def test_what_cannot_be_stored_is_an_error(tmp_path, changes, message):
