@@ -1,4 +1,4 @@
-"""``herostore validate``, ``info`` and ``stats``."""
+"""``herostore validate``, ``info``, ``verify`` and ``stats``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_info)
 
+    p = sub.add_parser("verify", help="re-read every chunk and check checksums, files and metadata (exit 0 only "
+                                      "when clean)",
+                       description="Check a store: every chunk read again and its checksum compared, every file the "
+                                   "metadata names present and nothing else (no links or special files), each "
+                                   "array's metadata equal to the video's consolidated metadata. Reports by video, "
+                                   "modality and chunk.")
+    p.add_argument("store", help="a store, or a dataset_root whose features/ is one")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    add_parallel_flags(p)
+    p.set_defaults(func=run_verify)
+
     p = sub.add_parser("stats", help="compute per-modality mean/std into the store (for normalisation)")
     p.add_argument("store", help="a store, or a dataset_root whose features/ is one")
     add_parallel_flags(p)
@@ -41,6 +52,14 @@ def run_info(args: argparse.Namespace) -> int:
     info = store_info(args.store)
     print(json.dumps(info, indent=1) if args.json else render_info(info))
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from ..verify import verify_store
+
+    report = verify_store(args.store, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    print(report.to_json() if args.json else report.render())
+    return 0 if report.ok else 1
 
 
 def run_stats(args: argparse.Namespace) -> int:

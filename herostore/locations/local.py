@@ -100,15 +100,35 @@ class LocalDirectory:
         finally:
             os.close(fd)
 
+    def entries(self, video_id: str) -> dict[str, tuple[str, int]]:
+        """Everything under a video's folder, never following links: ``{key: (kind, bytes)}`` with kind ``file``,
+        ``folder``, ``link`` or ``special`` (FIFO, socket, device), keys relative to the video."""
+        root = self.path / video_id
+        out: dict[str, tuple[str, int]] = {}
+        for folder, dirs, files in os.walk(root):
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                st = os.lstat(path)
+                kind = ("link" if stat.S_ISLNK(st.st_mode) else "folder" if stat.S_ISDIR(st.st_mode)
+                        else "file" if stat.S_ISREG(st.st_mode) else "special")
+                out[os.path.relpath(path, root).replace(os.sep, "/")] = (kind, st.st_size)
+        return out
+
     def sizes(self, video_id: str) -> dict[str, int]:
         """Bytes of every file of a video, by key relative to the video (``hubert/c/0/0``, ``zarr.json``)."""
-        root = self.path / video_id
-        out = {}
-        for folder, _, files in os.walk(root):
-            for name in files:
-                path = os.path.join(folder, name)
-                out[os.path.relpath(path, root).replace(os.sep, "/")] = os.lstat(path).st_size
-        return out
+        return {key: size for key, (kind, size) in self.entries(video_id).items() if kind == "file"}
+
+    def read_key(self, video_id: str, key: str) -> bytes:
+        """A whole file of a video, read as a regular file beneath the store; ``FileNotFoundError`` if missing,
+        ``CorruptStoreError`` if it is a link, leaves the store or is not a regular file."""
+        try:
+            fd = self._open(f"{video_id}/{key}")
+        except Refused as exc:
+            raise CorruptStoreError(f"{self.name}: video {video_id!r}: {key} {exc}") from None
+        try:
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
 
     # -- reading chunks ------------------------------------------------------------------------------------------
 

@@ -109,12 +109,20 @@ class RemoteDirectory:
         except FileNotFoundError:
             raise VideoNotFoundError(f"{self.url}: no video {video_id!r}") from None
 
-    def sizes(self, video_id: str) -> dict[str, int]:
-        """Bytes of every object of a video, by key relative to the video."""
+    def entries(self, video_id: str) -> dict[str, tuple[str, int]]:
+        """Every object of a video: ``{key: ("file", bytes)}`` (object stores hold no links or special files)."""
         fs, _ = self.filesystem()
         prefix = self._path(video_id)
         found = fs.find(prefix, detail=True)
-        return {path[len(prefix) + 1 :]: int(entry.get("size") or 0) for path, entry in found.items()}
+        return {path[len(prefix) + 1 :]: ("file", int(entry.get("size") or 0)) for path, entry in found.items()}
+
+    def sizes(self, video_id: str) -> dict[str, int]:
+        """Bytes of every object of a video, by key relative to the video."""
+        return {key: size for key, (_, size) in self.entries(video_id).items()}
+
+    def read_key(self, video_id: str, key: str) -> bytes:
+        """A whole object of a video; ``FileNotFoundError`` if missing."""
+        return self._cat(f"{video_id}/{key}")
 
     # -- reading chunks ------------------------------------------------------------------------------------------
 
