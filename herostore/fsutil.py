@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import StoreError
+from .errors import HerostoreError, StoreError
 
 __all__ = ["atomic_output", "atomic_write", "clean_stale_temporaries", "fsync_dir", "make_folder", "short_list"]
 
@@ -85,15 +85,15 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def make_folder(path: str | os.PathLike, what: str) -> Path:
-    """``mkdir -p path``, or a ``StoreError`` naming ``path`` (and the file in the way, if one is)."""
+def make_folder(path: str | os.PathLike, what: str, error: type[HerostoreError] = StoreError) -> Path:
+    """``mkdir -p path``, or an ``error`` naming ``path`` (and the file in the way, if one is)."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
         reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
-        raise StoreError(f"{path}: cannot create {what}: {reason}") from None
+        raise error(f"{path}: cannot create {what}: {reason}") from None
     return path
 
 

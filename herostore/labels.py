@@ -11,17 +11,16 @@ Converters from the label files datasets ship are in ``herostore.converters``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import LabelError, LabelFileExistsError
+from .fsutil import atomic_write, make_folder, short_list
 
 __all__ = [
     "CLASSES_FILE",
@@ -41,7 +40,6 @@ PathLike = str | os.PathLike
 
 LABELS_FILE = "labels.json"
 CLASSES_FILE = "classes.json"
-_LIST_MAX = 5  # ids shown per problem before "and N more"
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ def check_labels_against_classes(labels: Iterable[Label], classes: Sequence[str]
             unknown.setdefault(label.emotion, []).append(label.video_id)
     if unknown:
         n = sum(len(ids) for ids in unknown.values())
-        parts = [f"{emotion!r} (video ids {_short_list(ids)})" for emotion, ids in unknown.items()]
+        parts = [f"{emotion!r} (video ids {short_list(ids)})" for emotion, ids in unknown.items()]
         raise LabelError(f"{source}: {n} label(s) not in the classes: {'; '.join(parts)}; "
                          f"valid classes: {', '.join(classes)}")
 
@@ -233,7 +231,7 @@ def write_label_set(dataset_root: PathLike, labels: Iterable[Label], classes: It
             conflicts.append(f"{path} exists with {describe(old, new)}")
     if conflicts:
         raise LabelFileExistsError(f"{'; '.join(conflicts)}; not replaced")
-    _make_folder(root)
+    make_folder(root, "the dataset root", LabelError)
     for path, data in pending:
         _write_json_atomic(path, data)
     return labels_path, classes_path
@@ -248,7 +246,7 @@ def _labels_change(old: list[Label], new: list[Label]) -> str:
               ("only in the new set", [v for v in new_by_id if v not in old_by_id])]
     groups += [(f"with another {key}", [v for v in both if getattr(old_by_id[v], key) != getattr(new_by_id[v], key)])
                for key in ("emotion", "sentiment", "text")]
-    parts = [f"{len(ids)} ids {what} ({_short_list(ids)})" for what, ids in groups if ids]
+    parts = [f"{len(ids)} ids {what} ({short_list(ids)})" for what, ids in groups if ids]
     return f"{len(old)} labels, the new set has {len(new)}: {', '.join(parts) or 'the same labels in another order'}"
 
 
@@ -256,18 +254,9 @@ def _classes_change(old: list[str], new: list[str]) -> str:
     """How classes read from a file differ from a new list, e.g. ``6 classes, the new list has 7: ...``."""
     groups = [("only in the file", [c for c in old if c not in new]),
               ("only in the new list", [c for c in new if c not in old])]
-    parts = [f"{len(names)} {what} ({_short_list(names)})" for what, names in groups if names]
+    parts = [f"{len(names)} {what} ({short_list(names)})" for what, names in groups if names]
     detail = ", ".join(parts) or f"the same classes in another order ({', '.join(new)}), which changes the indexes"
     return f"{len(old)} classes, the new list has {len(new)}: {detail}"
-
-
-def _make_folder(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
-        reason = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
-        raise LabelError(f"{root}: cannot create the dataset root: {reason}") from None
 
 
 # ------------------------------------------------------------------------------------------------- JSON I/O
@@ -291,21 +280,12 @@ def _load_json(path: Path, what: str, expected: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise LabelError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise LabelError(f"{path}: malformed JSON: nested too deeply") from None
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    text = json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n")
 
 
 def _kind(value: Any) -> str:
@@ -317,8 +297,3 @@ def _describe(value: Any) -> str:
         return "null"
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
-
-
-def _short_list(items: Sequence[str]) -> str:
-    shown = ", ".join(repr(x) for x in items[:_LIST_MAX])
-    return shown if len(items) <= _LIST_MAX else f"{shown} and {len(items) - _LIST_MAX} more"

@@ -180,7 +180,7 @@ def test_clip_tower_standalone_equals_full_checkpoint_and_wrong_checkpoint_fails
     import torch
     from transformers import Blip2VisionModel
 
-    from herostore.extract.models import ClipEncoder
+    from herostore.extract.encoders import ClipEncoder
 
     full = tiny_dir / DEFAULT_MODELS["en"]["clip"]
     tower = tmp_path / "tower"
@@ -211,7 +211,7 @@ def test_transformers_lower_bound_has_dtype_and_key_mapping():
 def test_wrong_hidden_size_is_refused_at_load(tmp_path):
     from transformers import HubertConfig, HubertModel
 
-    from herostore.extract.models import HubertEncoder
+    from herostore.extract.encoders import HubertEncoder
 
     small = tmp_path / "hubert-768"
     config = HubertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
@@ -225,7 +225,7 @@ def test_wrong_hidden_size_is_refused_at_load(tmp_path):
 def test_image_processors_are_picked_without_the_torchvision_fallback_warning():
     from transformers.utils import is_torchvision_available
 
-    from herostore.extract.models import _image_processor_class
+    from herostore.extract.loading import image_processor_class as _image_processor_class
 
     for name in ("BlipImageProcessor", "VideoMAEImageProcessor"):
         cls = _image_processor_class(name)
@@ -505,7 +505,7 @@ def test_full_size_random_models_have_the_real_architectures():
     import torch
     from transformers import BertModel, Blip2VisionModel, HubertModel, VideoMAEModel, WhisperForConditionalGeneration
 
-    from herostore.extract.models import fast_videomae_init
+    from herostore.extract.loading import fast_videomae_init
     from herostore.testing.tiny_models import model_configs
 
     configs = model_configs(full_size=True)

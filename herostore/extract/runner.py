@@ -22,8 +22,9 @@ import numpy as np
 
 from ..errors import ExtractionError, HerostoreError
 from .discovery import VideoItem
+from .encoders import Models
 from .media import DecodedVideo, decode_video
-from .models import ModelConfig, Models, video_mae_num_frames
+from .models import ModelConfig, video_mae_num_frames
 from .options import ExtractOptions
 from .output import Output, OutputSpec
 from .progress import Progress

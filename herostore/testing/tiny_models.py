@@ -74,7 +74,7 @@ def build_tiny_models(root: str | os.PathLike, *, languages: tuple[str, ...] = (
     """
     import torch
 
-    from ..extract.models import _quiet_transformers
+    from ..extract.loading import quiet_transformers
 
     root = Path(root)
     wanted = {"version": _VERSION, "languages": sorted(languages), "au": au, "seed": seed}
@@ -95,7 +95,7 @@ def build_tiny_models(root: str | os.PathLike, *, languages: tuple[str, ...] = (
         " tests, the demo and the benchmark run offline.\n"
     )
     torch.manual_seed(seed)
-    with _quiet_transformers():
+    with quiet_transformers():
         _build_all(root, languages, au, full_size)
     done.write_text(json.dumps(wanted))
     return root
@@ -221,7 +221,7 @@ def _video_mae(out: Path, config: Any, full: bool) -> str:
     from transformers import VideoMAEForPreTraining, VideoMAEImageProcessor, VideoMAEModel
     from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-    from ..extract.models import fast_videomae_init
+    from ..extract.loading import fast_videomae_init
 
     # Tiny: saved as VideoMAEForPreTraining like MCG-NJU/videomae-large, so loading VideoMAEModel strips the
     # prefix. Full size: the encoder alone (the pre-training decoder would only take disk and build time).
