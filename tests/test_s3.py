@@ -169,6 +169,21 @@ def test_storage_options_from_the_command_line(s3_server, s3_bucket, npy_dataset
     assert "videos  4" in out and s3_server.secret not in out + err
 
 
+def test_label_files_by_url(s3_server, s3_bucket):
+    from herostore.errors import LabelFileExistsError
+    from herostore.labels import Label, load_label_set, write_label_set
+
+    options = s3_server.storage_options()
+    labels = [Label("a", "happy", 0.5, "hi"), Label("b", "sad")]
+    root = f"s3://{s3_bucket}/root"
+    paths = write_label_set(root, labels, ["happy", "sad"], storage_options=options)
+    assert paths == (f"{root}/labels.json", f"{root}/classes.json")
+    assert load_label_set(f"{root}/labels.json", storage_options=options) == (labels, ["happy", "sad"])
+    write_label_set(root, labels, ["happy", "sad"], storage_options=options)  # the same content: left alone
+    with pytest.raises(LabelFileExistsError, match=rf"{root}/labels.json exists with 2 labels, the new set has 1"):
+        write_label_set(root, labels[:1], ["happy", "sad"], storage_options=options)
+
+
 def test_storage_option_flags_parse():
     import argparse
 
@@ -265,6 +280,33 @@ def test_extraction_writes_to_s3_and_trains_from_it(s3_env, s3_bucket, tmp_path)
     assert batch["video_mae"].shape[0] == 2 and batch["hubert"].shape[2] == 1024
 
 
+def test_reading_over_http_and_writing_refused(npy_dataset, tmp_path):
+    """A store and a .npy folder served by a plain HTTP server that lists folders: read like local; no writes."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    import_npy(npy_dataset, tmp_path / "served" / "store", preset="float16", **QUIET)
+    (tmp_path / "served" / "npy").symlink_to(npy_dataset)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "served")))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        for name in ("store", "npy"):
+            remote = HeroDataset(f"{base}/{name}/features", f"{base}/{name}/labels.json")
+            local = HeroDataset(tmp_path / "served" / name / "features", tmp_path / "served" / name / "labels.json")
+            assert_same_batches(batches(remote, 0), batches(local, 0))
+        with pytest.raises(StoreError, match=rf"{base}/new: cannot finish writing zarr.json .*501"):
+            FeatureStore.create(f"{base}/new", "float16")
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
 # -- a writer killed mid-video, resume ----------------------------------------------------------------------------
 
 
@@ -317,6 +359,30 @@ def test_a_writer_killed_mid_video_leaves_nothing_visible_and_resume_writes_only
     assert FeatureStore(f"{url}/features").stray_folders() == []
     import_npy(npy_dataset, tmp_path / "local", preset="float16", **QUIET)
     same_tree(tmp_path / "local" / "features", server, f"{s3_bucket}/root/features")
+
+    # an --overwrite killed mid-video: the video it was rewriting is absent, every other one whole
+    server.reset_log()
+    server.hold_puts(after=9 + 3, prefix=features)  # video_000 rewritten, then 3 objects of video_001
+    writer = subprocess.Popen([sys.executable, "-m", "herostore", "import-npy", str(npy_dataset), url, "--preset",
+                               "float16", "--overwrite", "--workers", "1", "--quiet"], env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while server.held() == 0 or len([r for r in server.log() if r.method == "PUT"]) < 9 + 3:
+            assert writer.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        server.release(drop=True)
+    store = FeatureStore(f"{url}/features")
+    assert store.video_ids() == ["video_000", "video_002", "video_003"]
+    for vid in store.video_ids():
+        record, expected = store.read_video(vid), FeatureStore(tmp_path / "local" / "features").read_video(vid)
+        assert all(np.array_equal(record[k], expected[k]) for k in expected if k != "transcript")
+    assert import_npy(npy_dataset, url, preset="float16", **QUIET).written == ["video_001"]
 
 
 # -- overwriting while someone reads ------------------------------------------------------------------------------
@@ -480,3 +546,21 @@ def test_bad_credentials_and_a_missing_bucket_are_one_line_errors(s3_env, s3_buc
         assert "s3://no-such-bucket-here/root" in lines[0] and server.secret not in done.stderr
     done = run_cli(["info", f"s3://{s3_bucket}/not-a-store"], dict(os.environ))
     assert done.returncode == 2 and f"s3://{s3_bucket}/not-a-store: no dataset root or features folder" in done.stderr
+
+
+# -- the benchmark ------------------------------------------------------------------------------------------------
+
+
+def test_the_object_storage_benchmark_runs(s3_server, tmp_path):
+    """Smoke run of ``python -m benchmarks.s3 --quick`` on the session's server; no timing is asserted."""
+    from benchmarks import s3 as bench
+
+    cfg = bench.Config.quick()
+    cfg.videos, cfg.batch_size = 3, 3
+    results = bench.run(cfg, tmp_path, server=s3_server)
+    formats = results["formats"]
+    assert set(formats) == {f.key for f in bench.FORMATS} and formats["npy"]["requests"] == 1
+    arrays = [4 + (i % cfg.shapes.au_every == 0) for i in range(3)]  # every au_every-th video has au
+    assert formats["store"]["requests"] == pytest.approx(1 + np.mean(arrays))  # the marker, one chunk per array
+    assert formats["store"]["mb"] < formats["npy"]["mb"] and formats["store"]["other_requests"] == 0
+    assert "| directory store, default preset |" in bench.markdown(results, "python -m benchmarks.s3 --quick")
