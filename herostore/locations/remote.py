@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import CorruptStoreError, StoreError, VideoNotFoundError
 from ..layout import META, check_video_id
 from ..read.engine import ChunkJob, VerifiedChunks, decode_chunk
-from ..urls import describe, display, error_code, is_missing, open_filesystem, remote_errors
+from ..urls import describe, display, error_code, is_missing, object_exists, open_filesystem, remote_errors
 
 __all__ = ["REWRITE_GRACE_S", "RemoteDirectory", "VideoChangedError"]
 
@@ -97,7 +97,7 @@ class RemoteDirectory:
     def _exists(self, key: str) -> bool:
         fs, _ = self.filesystem()
         try:
-            return bool(fs.exists(self._path(key)))
+            return object_exists(fs, self._path(key))
         except remote_errors() as exc:
             raise self._fail(exc, f"looking for {key}") from None
 
