@@ -56,7 +56,7 @@ class Config:
 
     @classmethod
     def full(cls) -> Config:
-        return cls("full", 48, "trained", bdata.FULL_SHAPES, 8192, 5, 8, 2)
+        return cls("full", 48, "trained", bdata.FULL_SHAPES, 8192, 7, 8, 2)
 
 
 @dataclass(frozen=True)
@@ -141,22 +141,29 @@ def server_baseline(server: Any, bucket: str) -> dict[str, float]:
     return {"get_1kb_ms_median": 1000 * float(np.median(small)), "get_32mb_mb_s_best": 32 * 2**20 / 1e6 / min(large)}
 
 
-def requests_per_sample(server: Any, url: str, ids: Sequence[str], options: dict[str, Any],
-                        fast: bool) -> dict[str, float]:
-    """GETs and bytes the server sends per sample (all modalities), averaged over ``ids``; other requests counted."""
+def requests_per_sample(server: Any, url: str, ids: Sequence[str], options: dict[str, Any], fast: bool,
+                        phases: int) -> dict[str, float]:
+    """GETs and bytes the server sends per sample (all modalities), averaged over ``ids``; other requests counted.
+
+    ``critical_mb`` is what a sample waits to receive when every request has its own connection: the largest
+    response of each round (``phases`` 1: the one GET; 2: the first GET, then the largest of the rest sent
+    together; 0: every GET in turn).
+    """
     from herostore.read import open_reader
 
     reader = open_reader(f"{url}/features", storage_options=options, fast=fast)
-    requests, other, sent = [], 0, []
+    requests, other, sent, critical = [], 0, [], []
     for vid in ids:
         server.reset_log()
         reader.read(vid)
-        log_ = server.log()
-        requests.append(sum(r.method == "GET" for r in log_))
-        other += sum(r.method != "GET" for r in log_)
-        sent.append(sum(r.bytes_out for r in log_))
+        sizes = [r.bytes_out for r in server.log() if r.method == "GET"]
+        other += sum(r.method != "GET" for r in server.log())
+        requests.append(len(sizes))
+        sent.append(sum(sizes))
+        critical.append(max(sizes) if phases == 1 else sizes[0] + max(sizes[1:], default=0) if phases == 2
+                        else sum(sizes))
     return {"requests": float(np.mean(requests)), "requests_max": int(max(requests)), "other_requests": other,
-            "mb": float(np.mean(sent)) / 1e6}
+            "mb": float(np.mean(sent)) / 1e6, "critical_mb": float(np.mean(critical)) / 1e6}
 
 
 def cpu_per_sample(root: Path, repeats: int, fast: bool) -> float:
@@ -213,13 +220,13 @@ def verify(urls_by_format: dict[str, str], local_roots: dict[str, Path], ids: Se
                 raise RuntimeError(f"{key}: video {vid!r} read from the bucket differs from the local copy")
 
 
-def project(requests: float, phases: float, mb: float, cpu_s: float) -> list[dict[str, float]]:
-    """A real object store: ``phases`` round trips of first-byte latency, the sample's bytes over one connection
-    (conservative: a round's objects really travel in parallel), plus the measured CPU time per sample.
+def project(requests: float, phases: float, mb: float, critical_mb: float, cpu_s: float) -> list[dict[str, float]]:
+    """A real object store: ``phases`` round trips of first-byte latency, the critical bytes (a round's objects
+    travel in parallel, one connection each) at ``CONNECTION_MB_S``, plus the measured CPU time per sample.
     A DataLoader worker has one sample in flight, so it delivers ``1 / t`` samples/s."""
     out = []
     for latency_ms in LATENCIES_MS:
-        t = phases * latency_ms / 1e3 + mb / CONNECTION_MB_S + cpu_s
+        t = phases * latency_ms / 1e3 + critical_mb / CONNECTION_MB_S + cpu_s
         out.append({"latency_ms": latency_ms, "sample_ms": 1e3 * t, "per_worker_samples_s": 1 / t,
                     "workers_for_target": math.ceil(TARGET_SAMPLES_S * t),
                     "cores_for_target": TARGET_SAMPLES_S * cpu_s,
@@ -258,12 +265,13 @@ def run(cfg: Config, workdir: Path, server: Any | None = None) -> dict[str, Any]
             put_s = time.perf_counter() - start
             urls_by_format[fmt.key] = url
             local_roots[fmt.key] = local_roots[fmt.reuse] if fmt.reuse else fmt.local(npy_root, workdir)
-            per_sample = requests_per_sample(server, url, ids, options, fmt.fast)
+            per_sample = requests_per_sample(server, url, ids, options, fmt.fast, fmt.phases)
             cpu_s = cpu_per_sample(local_roots[fmt.key], repeats=2 if cfg.mode == "full" else 1, fast=fmt.fast)
             phases = fmt.phases or per_sample["requests"]
             formats[fmt.key] = {"label": fmt.label, "phases": phases, "put_s": put_s, **per_sample,
                                 "cpu_ms_per_sample": 1e3 * cpu_s,
-                                "projection": project(per_sample["requests"], phases, per_sample["mb"], cpu_s)}
+                                "projection": project(per_sample["requests"], phases, per_sample["mb"],
+                                                      per_sample["critical_mb"], cpu_s)}
             log(f"  {fmt.key}: put in {put_s:.1f} s, {per_sample['requests']:.2f} GETs and "
                 f"{per_sample['mb']:.2f} MB per sample, {1e3 * cpu_s:.2f} ms CPU per sample")
         verify(urls_by_format, local_roots, ids, options)
@@ -273,11 +281,14 @@ def run(cfg: Config, workdir: Path, server: Any | None = None) -> dict[str, Any]
             formats[key].update(epochs_s=times, samples_s=cfg.videos / best,
                                 spread=(max(times) - best) / best if len(times) > 1 else 0.0)
             log(f"  {key}: {formats[key]['samples_s']:.1f} samples/s (spread {formats[key]['spread']:.0%})")
-        base = formats["npy"]["samples_s"]
+        base = formats["npy"]
         for entry in formats.values():
-            entry["vs_npy"] = entry["samples_s"] / base
+            entry["vs_npy"] = entry["samples_s"] / base["samples_s"]
+            # epochs of the formats alternate, so epoch i of each ran under about the same load
+            entry["vs_npy_paired"] = float(np.median(np.divide(base["epochs_s"], entry["epochs_s"])))
         results["formats"] = formats
         results["seconds"] = time.perf_counter() - start_run
+        results["machine"]["load_avg_end"] = os.getloadavg()
         server.remove_bucket(bucket)
         return results
     finally:
@@ -303,19 +314,23 @@ def markdown(r: dict[str, Any], command: str) -> str:
     setup = (f"`{command}`: {d['videos']} videos of {c['kind']} data ({d['float32_mb']:.0f} MB as float32), local S3 "
              f"server on 127.0.0.1 (1 KB GET {r['server']['get_1kb_ms_median']:.1f} ms, one connection "
              f"{r['server']['get_32mb_mb_s_best']:.0f} MB/s), DataLoader({c['workers']} workers, batch "
-             f"{c['batch_size']}), best of {c['epochs']} interleaved epochs after a warm-up; "
-             f"{r['machine']['cpus']} CPUs shared with the server.")
+             f"{c['batch_size']}), best of {c['epochs']} interleaved epochs after a warm-up (spread: (slowest - "
+             f"best) / best; paired median: the median over epochs of the ratio to the `.npy` epoch run beside it); "
+             f"{r['machine']['cpus']} CPUs shared with the server (load average "
+             f"{r['machine']['load_avg_start'][0]:.1f} at the start, {r['machine']['load_avg_end'][0]:.1f} at the end).")
     header = ("| format | GETs / sample | request rounds | MB / sample | CPU ms / sample | samples/s | vs `.npy` "
-              "| spread |")
+              "| spread | vs `.npy`, paired median |")
     lines = [f"# Training from object storage ({r['mode']} run)", "", setup, "", header,
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e in f.values():
-        lines.append(f"| {e['label']} | {e['requests']:.2f} | {e['phases']:g} | {e['mb']:.2f} | "
-                     f"{e['cpu_ms_per_sample']:.2f} | {e['samples_s']:.1f} | {e['vs_npy']:.2f}x | {e['spread']:.0%} |")
+        lines.append(f"| {e['label']} | {e['requests']:.2f} | {e['phases']:.3g} | {e['mb']:.2f} | "
+                     f"{e['cpu_ms_per_sample']:.2f} | {e['samples_s']:.1f} | {e['vs_npy']:.2f}x | {e['spread']:.0%} | "
+                     f"{e['vs_npy_paired']:.2f}x |")
     m = r["model"]
     latencies = " / ".join(f"{x:g}" for x in m["latencies_ms"])
     model = (f"Projection to an object store with {latencies} ms first-byte latency and {m['connection_mb_s']:g} "
-             f"MB/s per connection, one sample in flight per worker, for {m['target_samples_s']:g} samples/s:")
+             f"MB/s per connection (a round's requests in parallel), one sample in flight per worker, for "
+             f"{m['target_samples_s']:g} samples/s:")
     lines += ["", model, "", "| format | latency | ms / sample | samples/s per worker | workers | CPU cores | GET/s | MB/s |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for e in f.values():
