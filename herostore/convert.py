@@ -125,7 +125,6 @@ def _import_one(video_id: str, npy_path: str, *, location: Any, overwrite: bool,
     return Outcome(video_id, "written" if written else "skipped", notes=checked.deviations)
 
 
-
 def export_npy(
     src: str | os.PathLike,
     dst_root: str | os.PathLike,

@@ -279,7 +279,7 @@ def _load_labels(ann_path: Any, classes: Any,
 
 def _load_stats(reader: Any, root: Any, modalities: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     stats = reader.stats()
-    hint = f"compute them with `herostore stats {root}` or pass normalize=False"
+    hint = f"compute them with `herostore stats {urls.display(root)}` or pass normalize=False"
     if not stats:
         raise StoreError(f"{root}: normalize=True, but this {reader.format} feature source has no statistics; {hint}")
     absent = [m for m in modalities if m not in stats]
