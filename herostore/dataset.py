@@ -26,13 +26,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import urls
 from .errors import LabelError, SpecError, StoreError
 from .labels import Label, check_labels_against_classes, load_label_set, read_labels
 from .schema import MODALITY_BY_NAME, check_modalities
@@ -61,6 +61,9 @@ class HeroDataset(Dataset):
       stays zero. Raises ``StoreError`` if the store has no statistics for a requested modality.
     - ``skip_missing``: drop labelled ids without features with a warning instead of raising ``LabelError``.
     - ``fast``: passed to ``open_reader`` (the direct chunk reader rather than zarr-python).
+    - ``storage_options``: fsspec options when ``feature_root`` / ``ann_path`` / ``classes`` are URLs
+      (``s3://bucket/root/features``); credentials otherwise come from the usual environment. They travel to
+      DataLoader workers inside the pickled dataset, never into a message.
     """
 
     def __init__(
@@ -76,9 +79,11 @@ class HeroDataset(Dataset):
         normalize: bool = False,
         skip_missing: bool = False,
         fast: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ):
-        self.feature_root = Path(feature_root)
-        self.ann_path = Path(ann_path)
+        self.feature_root: Any = _path(feature_root)
+        self.ann_path: Any = _path(ann_path)
+        self.storage_options = dict(storage_options or {})
         self.modalities: tuple[str, ...] = check_modalities(modalities)
         if len(set(self.modalities)) != len(self.modalities):
             raise SpecError(f"modalities {list(self.modalities)}: each modality may be asked for once")
@@ -89,8 +94,8 @@ class HeroDataset(Dataset):
         self.dtype: torch.dtype | None = _check_dtype(dtype)
         self.fast = fast
 
-        labels, self.classes = _load_labels(self.ann_path, classes)
-        reader = _open(self.feature_root, fast)
+        labels, self.classes = _load_labels(self.ann_path, classes, self.storage_options)
+        reader = _open(self.feature_root, fast, storage_options=self.storage_options)
         try:
             known = set(reader.video_ids())
             self.format: str = reader.format
@@ -122,7 +127,8 @@ class HeroDataset(Dataset):
         if self._reader is None or self._reader_pid != os.getpid():
             # subsampling keeps a few rows of long arrays: map uncompressed chunks instead of reading them whole
             zero_copy = bool(self.max_len) and self.truncate == "subsample"
-            self._reader = _open(self.feature_root, self.fast, zero_copy=zero_copy)
+            self._reader = _open(self.feature_root, self.fast, zero_copy=zero_copy,
+                                 storage_options=self.storage_options)
             self._reader_pid = os.getpid()
         return self._reader
 
@@ -186,7 +192,7 @@ class HeroDataset(Dataset):
         return torch.from_numpy(array).to(self.dtype or stored)
 
     def __repr__(self) -> str:
-        return (f"HeroDataset({str(self.feature_root)!r}, {len(self)} samples, format={self.format!r}, "
+        return (f"HeroDataset({urls.display(self.feature_root)!r}, {len(self)} samples, format={self.format!r}, "
                 f"modalities={list(self.modalities)}, classes={self.classes})")
 
 
@@ -241,10 +247,16 @@ HeroDataset.collate = staticmethod(collate)  # type: ignore[attr-defined]  # ds.
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _open(feature_root: Path, fast: bool, zero_copy: bool = False):
+def _path(path: str | os.PathLike) -> Any:
+    """A local ``Path``, or a URL kept as a string."""
+    return os.fspath(path) if urls.is_url(path) else urls.local(path)
+
+
+def _open(feature_root: Any, fast: bool, zero_copy: bool = False,
+          storage_options: Mapping[str, Any] | None = None):
     from .read import open_reader  # imported here so that importing the dataset stays cheap
 
-    return open_reader(feature_root, fast=fast, zero_copy=zero_copy)
+    return open_reader(feature_root, fast=fast, zero_copy=zero_copy, storage_options=storage_options)
 
 
 def _close(reader: Any) -> None:
@@ -253,20 +265,21 @@ def _close(reader: Any) -> None:
         close()
 
 
-def _load_labels(ann_path: Path, classes: Any) -> tuple[list[Label], list[str]]:
+def _load_labels(ann_path: Any, classes: Any,
+                 storage_options: Mapping[str, Any] | None = None) -> tuple[list[Label], list[str]]:
     if classes is None or isinstance(classes, (str, os.PathLike)):
-        return load_label_set(ann_path, classes)
+        return load_label_set(ann_path, classes, storage_options)
     classes = list(classes)
     if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
         raise LabelError(f"classes {classes!r}: expected a non-empty list of unique non-empty strings")
-    labels = read_labels(ann_path)
-    check_labels_against_classes(labels, classes, f"{ann_path} (classes given as a list)")
+    labels = read_labels(ann_path, storage_options)
+    check_labels_against_classes(labels, classes, f"{urls.display(ann_path)} (classes given as a list)")
     return labels, classes
 
 
-def _load_stats(reader: Any, root: Path, modalities: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _load_stats(reader: Any, root: Any, modalities: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     stats = reader.stats()
-    hint = f"compute them with `herostore stats {root}` or pass normalize=False"
+    hint = f"compute them with `herostore stats {urls.display(root)}` or pass normalize=False"
     if not stats:
         raise StoreError(f"{root}: normalize=True, but this {reader.format} feature source has no statistics; {hint}")
     absent = [m for m in modalities if m not in stats]

@@ -2,18 +2,21 @@
 
 The mean and standard deviation of every feature dimension, over all rows of all
 videos, are kept in the store's root attributes (``herostore.stats``) so loaders can
-normalise with them.
+normalise with them. The store may be a URL (``storage_options`` for fsspec); a remote store's root document is
+replaced with one PUT and has no lock, so run one ``stats`` at a time on it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .errors import StoreError
+from .locations import resolve_features
 from .parallel import Outcome, map_videos
 from .schema import ARRAY_KEYS
 from .store import FeatureStore
@@ -25,12 +28,13 @@ def compute_stats(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Compute per-dimension mean/std for each modality and record them in the store."""
-    store = FeatureStore(path)
+    store = FeatureStore(resolve_features(path, storage_options), storage_options=storage_options)
     items = [(vid,) for vid in store.video_ids()]
     report = map_videos(
-        partial(_video_sums, store_path=str(store.path)),
+        partial(_video_sums, location=store.location),
         items,
         workers=workers,
         scheduler=scheduler,
@@ -39,7 +43,7 @@ def compute_stats(
     )
     if report.failed:
         vid, reason = next(iter(report.failed.items()))
-        raise StoreError(f"{store.path}: {len(report.failed)} video(s) unreadable, first {vid}: {reason}")
+        raise StoreError(f"{store.name}: {len(report.failed)} video(s) unreadable, first {vid}: {reason}")
     totals: dict[str, list[Any]] = {}
     for outcome in report.outcomes:
         for key, (count, total, squares) in outcome.value.items():
@@ -58,8 +62,8 @@ def compute_stats(
     return stats
 
 
-def _video_sums(video_id: str, *, store_path: str) -> Outcome:
-    features = FeatureStore(store_path).read_video(video_id, ARRAY_KEYS)
+def _video_sums(video_id: str, *, location: Any) -> Outcome:
+    features = FeatureStore(location).read_video(video_id, ARRAY_KEYS)
     sums = {}
     for key, array in features.items():
         if key != "transcript":

@@ -1,13 +1,12 @@
-"""``NpyReader``: the spec's ``features/`` folder of ``<video_id>.npy`` dicts, read safely."""
+"""``NpyReader``: the spec's ``features/`` folder of ``<video_id>.npy`` dicts, read safely, locally or by URL."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from .. import npyfile
+from .. import npyfile, urls
 from ..errors import InvalidVideoIdError, StoreError, VideoNotFoundError
 from ..layout import check_video_id
 from ..schema import check_features, check_modalities
@@ -26,14 +25,16 @@ class NpyReader:
 
     format = "npy"
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_dir():
+    def __init__(self, path: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None):
+        self.remote = urls.is_url(path)
+        self.path = os.fspath(path).rstrip("/") if self.remote else urls.local(path)
+        self.storage_options = dict(storage_options or {})
+        if not self.remote and not self.path.is_dir():
             raise StoreError(f"{self.path}: not a folder; expected a folder of <video_id>.npy feature files")
         self._ids: list[str] | None = None
 
     def __repr__(self) -> str:
-        return f"NpyReader({str(self.path)!r})"
+        return f"NpyReader({urls.display(self.path)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -47,7 +48,8 @@ class NpyReader:
     def video_ids(self) -> list[str]:
         """Every ``<video_id>.npy`` in the folder, sorted (one directory listing, cached)."""
         if self._ids is None:
-            self._ids = npyfile.list_video_ids(self.path)
+            names = urls.list_names(self.path, npyfile.SUFFIX, self.storage_options)
+            self._ids = [name[: -len(npyfile.SUFFIX)] for name in names]
         return self._ids
 
     def __contains__(self, video_id: object) -> bool:
@@ -55,7 +57,7 @@ class NpyReader:
             video_id = check_video_id(video_id)
         except InvalidVideoIdError:
             return False
-        return os.path.isfile(os.path.join(self.path, video_id + npyfile.SUFFIX))
+        return urls.exists(urls.join(self.path, video_id + npyfile.SUFFIX), self.storage_options)
 
     def __len__(self) -> int:
         return len(self.video_ids())
@@ -70,12 +72,14 @@ class NpyReader:
              max_rows: Mapping[str, int] | None = None) -> VideoRecord:
         wanted = check_modalities(modalities)
         limits = check_max_rows(max_rows)
-        path = self.path / (check_video_id(video_id) + npyfile.SUFFIX)
+        path = urls.join(self.path, check_video_id(video_id) + npyfile.SUFFIX)
+        source = urls.display(path)
         try:
-            raw = npyfile.load_dict(path)
+            raw = npyfile.load_dict(path, self.storage_options)
         except VideoNotFoundError:
-            raise VideoNotFoundError(f"{self.path}: no video {video_id!r} (no {path.name})") from None
-        checked = check_features(raw, source=str(path))
+            raise VideoNotFoundError(f"{urls.display(self.path)}: no video {video_id!r} "
+                                     f"(no {video_id}{npyfile.SUFFIX})") from None
+        checked = check_features(raw, source=source)
         arrays = {}
         for key in wanted:
             if key in checked.arrays:
