@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from . import npyfile
+from .bulk import JobReport, Outcome, map_videos
 from .errors import LabelError, SpecError, StoreError
 from .fsutil import atomic_write, clean_stale_temporaries, make_folder
 from .layout import FEATURES_DIR, LABEL_FILES, check_video_id, dataset_root_of, resolve_features
-from .parallel import JobReport, Outcome, map_videos
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .store import FeatureStore, is_store
 
 __all__ = ["copy_label_files", "export_npy", "import_npy"]
+
+IMPORT_SECONDS = 0.05  # a first guess of one spec-shaped video's conversion, for the bulk engine's first batches
 
 
 def copy_label_files(src_features: Path, dst_root: Path, *, overwrite: bool = False) -> list[str]:
@@ -85,9 +87,12 @@ def import_npy(
     copy_label_files(src_features, dst_root, overwrite=overwrite_labels)
     store = FeatureStore.create(dst_root / FEATURES_DIR, preset)
     store.clean_scratch()
-    items = [(vid, str(src_features / f"{vid}{npyfile.SUFFIX}")) for vid in video_ids]
-    job = partial(_import_one, store_path=str(store.path), overwrite=overwrite, strict=strict)
-    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="import-npy")
+    # absolute: workers of an existing cluster run in other folders
+    items = [(vid, str(src_features.absolute() / f"{vid}{npyfile.SUFFIX}")) for vid in video_ids]
+    job = partial(_import_one, store_path=str(store.path.absolute()), overwrite=overwrite, strict=strict)
+    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="import-npy",
+                      complete=None if overwrite else store.video_ids(), item_seconds=IMPORT_SECONDS,
+                      check_paths=[src_features, store.path])
 
 
 def _import_one(video_id: str, npy_path: str, *, store_path: str, overwrite: bool, strict: bool) -> Outcome:
@@ -118,8 +123,12 @@ def export_npy(
     copy_label_files(src_features, dst_root, overwrite=overwrite_labels)
     clean_stale_temporaries(features_dir)
     items = [(vid,) for vid in store.video_ids()]
-    job = partial(_export_one, store_path=str(store.path), features_dir=str(features_dir), overwrite=overwrite)
-    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="export-npy")
+    job = partial(_export_one, store_path=str(store.path.absolute()), features_dir=str(features_dir.absolute()),
+                  overwrite=overwrite)
+    done = None if overwrite else npyfile.list_video_ids(features_dir)
+    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="export-npy",
+                      describe=lambda item: f"{store.path}: video {item[0]!r}", complete=done,
+                      item_seconds=IMPORT_SECONDS, check_paths=[store.path, features_dir])
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

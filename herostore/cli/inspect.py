@@ -21,8 +21,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_info)
 
-    p = sub.add_parser("stats", help="compute per-modality mean/std into the store (for normalisation)")
+    p = sub.add_parser("stats", help="compute per-modality mean/std into the store (for normalisation)",
+                       description="Per-dimension mean and std of every modality over all rows of all videos, "
+                                   "streamed in float64 and recorded in the store's root attributes. Rows with NaN "
+                                   "or Inf are left out and counted (--nonfinite error refuses instead).")
     p.add_argument("store", help="a store, or a dataset_root whose features/ is one")
+    p.add_argument("--nonfinite", choices=["skip", "error"], default="skip",
+                   help="rows holding NaN/Inf: skip them and say how many (default), or refuse naming the videos")
     add_parallel_flags(p)
     p.set_defaults(func=run_stats)
 
@@ -44,10 +49,19 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from ..layout import resolve_features
+    from ..locations import is_url
     from ..stats import compute_stats
 
-    stats = compute_stats(args.store, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    store = args.store if is_url(args.store) else resolve_features(args.store)
+    stats = compute_stats(store, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
+                          nonfinite=args.nonfinite)
     for key, s in stats.items():
-        print(f"{key}: {s['count']} rows, {len(s['mean'])} dims")
-    print(f"stats recorded in {args.store}")
+        skipped = ""
+        if s["skipped_rows"]:
+            more = " ..." if s["skipped_videos"] > len(s["skipped_ids"]) else ""
+            skipped = (f"; {s['skipped_rows']} rows with NaN/Inf left out, in {s['skipped_videos']} video(s): "
+                       f"{', '.join(s['skipped_ids'])}{more}")
+        print(f"{key}: {s['count']} rows, {len(s['mean'])} dims{skipped}")
+    print(f"stats recorded in {store}")
     return 0
