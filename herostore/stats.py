@@ -32,6 +32,7 @@ __all__ = ["Moments", "block_moments", "compute_stats"]
 
 SLICE_VALUES = 2**21  # values converted to float64 at a time (16 MB)
 NAMED_VIDEOS = 10  # videos with non-finite rows named in the stored statistics and the messages
+BYTES_PER_S = 50e6  # stored bytes one process reduces per second (~100 MiB/s on two workers, docs/benchmarks.md)
 
 
 @dataclass
@@ -111,7 +112,8 @@ def compute_stats(
     store = FeatureStore(path)
     table = scan_videos(store.reader())
     stats: dict[str, dict[str, Any]] = {}
-    with open_session(workers, scheduler, items=len(table.video_ids)) as session:
+    stored = sum(int(table.rows[m].sum()) * table.width[m] * table.dtype[m].itemsize for m in table.modalities())
+    with open_session(workers, scheduler, items=len(table.video_ids), estimate_s=stored / BYTES_PER_S) as session:
         session.check_paths([store.path] if getattr(store.location, "path", None) else [])
         for modality in table.modalities():
             rows = table.rows[modality]

@@ -21,6 +21,7 @@ from herostore.bulk import (
     COMPLETED_DURING_RUN,
     JobReport,
     Outcome,
+    Session,
     TaskResult,
     batch_size,
     map_videos,
@@ -186,6 +187,16 @@ def test_sessions_check_their_arguments_and_the_workers_view(cluster, tmp_path, 
     monkeypatch.setattr(session_module, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(ClusterError, match=r"cannot reach the dask scheduler at tcp://127\.0\.0\.1:9"):
         map_videos(_done, [("a",)], scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+def test_a_short_run_stays_in_this_process_unless_workers_are_asked_for(monkeypatch):
+    opened = []  # local clusters asked for (a stand-in runs them here)
+    monkeypatch.setattr(session_module, "_local_cluster", lambda workers: opened.append(workers) or Session())
+    report = map_videos(_done, [("a",), ("b",)], progress=False, item_seconds=1.0)  # ~2 s of work
+    assert len(report.ids("done")) == 2 and opened == []
+    map_videos(_done, [("a",), ("b",)], workers=2, progress=False, item_seconds=1.0)  # asked for
+    map_videos(_done, [("a",), ("b",)], progress=False, item_seconds=session_module.SMALL_RUN_S)  # a longer run
+    assert opened == [2, session_module.default_workers()]
 
 
 def test_a_cluster_without_workers_stops_the_run(monkeypatch):

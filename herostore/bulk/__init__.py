@@ -44,8 +44,8 @@ def map_videos(
 ) -> JobReport:
     """Run ``guarded(func, *item)`` for every item (items start with the video id); the outcomes in a ``JobReport``.
 
-    Inline for one worker, else on a local cluster of ``workers`` processes (default: the CPUs, at most 8) or on
-    the cluster at ``scheduler``. ``func`` and the items must pickle (a module-level function, or a
+    Inline for one worker, else on a local cluster of ``workers`` processes (default: the CPUs, at most 8; a run
+    estimated at under ``SMALL_RUN_S`` stays inline unless ``workers`` is given) or on the cluster at ``scheduler``. ``func`` and the items must pickle (a module-level function, or a
     ``functools.partial`` of one). ``describe(item)``: what a failure names when the video's worker process dies
     on it (default: the item's second element when it is a path, else the video id). ``complete``: ids already
     complete in the output, reported skipped without running. ``item_seconds``: a guess of one item's work, for
@@ -55,7 +55,7 @@ def map_videos(
 
     start = time.perf_counter()
     report = JobReport()
-    with open_session(workers, scheduler, items=len(items)) as session:
+    with open_session(workers, scheduler, items=len(items), estimate_s=len(items) * item_seconds) as session:
         session.check_paths(check_paths)
         try:
             facts = run_tasks(session, partial(_each, func), items, report,

@@ -39,14 +39,14 @@ __all__ = ["IN_FLIGHT_PER_WORKER", "MAX_BATCH", "NO_WORKERS_TIMEOUT_S", "TASK_SE
 Task = Callable[[list[Any], Callable[[Outcome], None] | None], TaskResult]
 Describe = Callable[[Any], tuple[str, str]]  # item -> (video id, what to name when it fails: its file)
 
-# Measured in benchmarks/cluster.py (docs/benchmarks.md): a task costs the scheduler and the client about 2 ms,
-# so 2 s of work per task keeps that cost near 0.1%, while a lost worker loses at most ~2 s of work per task it
-# held and the progress display moves every few seconds.
+# Measured with benchmarks/cluster.py (docs/benchmarks.md): a one-video task costs about 12 ms from submission to
+# result on 2 busy cores (scheduler, transport, worker), so 2 s of work per task keeps that cost under 1%, while
+# a lost worker loses at most ~2 s of work per task it held and the progress display moves every few seconds.
 TASK_SECONDS = 2.0
 MAX_BATCH = 10_000  # items per task, at most (the items and outcomes of a task travel in one message)
 IN_FLIGHT_PER_WORKER = 2  # tasks submitted per worker at a time: one running, one queued behind it
 NO_WORKERS_TIMEOUT_S = 300.0  # a cluster without any worker for this long stops the run
-_POLL_S = 0.05
+_WAIT_S = 0.5  # the longest wait for a task before the workers are looked at again
 _WORKERS_EVERY_S = 2.0
 
 
@@ -169,7 +169,7 @@ class _OnCluster(_Deliver):
 
     def run(self, todo: list[Any], plan: list[list[Any]] | None, item_seconds: float, min_batch: int,
             batch: int | None, resources: dict[str, float] | None) -> None:
-        from distributed import as_completed
+        from distributed import wait
 
         client = self.session.client
         self.resources = resources
@@ -182,11 +182,10 @@ class _OnCluster(_Deliver):
         position = 0
         estimate, measured = item_seconds, False
         workers = self._watch_workers(first=True)
-        pending = as_completed([], with_results=False)
         try:
             while True:
                 while self.quarantine and not self.in_flight:
-                    pending.add(self._submit(client, [self.quarantine.popleft()], alone=True))
+                    self._submit(client, [self.quarantine.popleft()], alone=True)
                 while not self.quarantine and len(self.in_flight) < IN_FLIGHT_PER_WORKER * max(1, workers) + 1:
                     if self.requeued:
                         items = self.requeued.popleft()
@@ -198,14 +197,15 @@ class _OnCluster(_Deliver):
                         position += size
                     else:
                         break
-                    pending.add(self._submit(client, items, alone=False))
+                    self._submit(client, items, alone=False)
                 if not self.in_flight:
                     return
-                finished = pending.next_batch(block=False) if pending.count() else []
-                if not finished:
-                    time.sleep(_POLL_S)
-                    workers = self._watch_workers()
-                    continue
+                try:
+                    finished = wait([f for f, _, _ in self.in_flight.values()], timeout=_WAIT_S,
+                                    return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    finished = set()
+                workers = self._watch_workers()
                 for future in finished:
                     result = self._settle(future)
                     if result is not None and result.outcomes:
@@ -216,11 +216,10 @@ class _OnCluster(_Deliver):
             client.cancel([future for future, _, _ in self.in_flight.values()])
             raise
 
-    def _submit(self, client: Any, items: list[Any], *, alone: bool) -> Any:
+    def _submit(self, client: Any, items: list[Any], *, alone: bool) -> None:
         key = f"{self.tag}-{next(self.counter)}{'-alone' if alone else ''}"
         future = client.submit(_execute, self.task, items, key=key, pure=False, resources=self.resources)
         self.in_flight[key] = (future, items, alone)
-        return future
 
     def _settle(self, future: Any) -> TaskResult | None:
         """Deliver a finished task's outcomes, or decide what happens to its items; the result, if any."""

@@ -26,6 +26,10 @@ __all__ = ["LOCAL_ALLOWED_FAILURES", "Session", "default_workers", "open_session
 # (``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1 dask scheduler`` does the same there).
 LOCAL_ALLOWED_FAILURES = 1
 CONNECT_TIMEOUT = "30s"  # how long to try reaching a scheduler
+# A run expected to take less than this in one process stays in it when the number of workers was not asked for:
+# starting a local cluster and its processes' first imports took 3-7 s on 2 busy cores, which made a 5 s import
+# slower on two workers than on one (benchmarks/cluster.py import-scaling, docs/benchmarks.md).
+SMALL_RUN_S = 10.0
 
 
 def default_workers() -> int:
@@ -104,13 +108,16 @@ def _probe(paths: list[str]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def open_session(workers: int | None = None, scheduler: str | None = None, *, items: int = 2) -> Iterator[Session]:
-    """A session for ``items`` pieces of work: inline for one worker (or one item) without a scheduler, else a
-    local cluster of ``workers`` processes (default ``default_workers()``), or the cluster at ``scheduler``."""
+def open_session(workers: int | None = None, scheduler: str | None = None, *, items: int = 2,
+                 estimate_s: float | None = None) -> Iterator[Session]:
+    """A session for ``items`` pieces of work: the cluster at ``scheduler``; else inline for one worker or one
+    item, or when ``workers`` was not given and the work is expected to take under ``SMALL_RUN_S`` in one
+    process (``estimate_s``); else a local cluster of ``workers`` processes (default ``default_workers()``)."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ArgumentError(f"workers={workers!r}: expected an int >= 1")
+    small = workers is None and estimate_s is not None and estimate_s < SMALL_RUN_S
     workers = default_workers() if workers is None else workers
-    if scheduler is None and (workers == 1 or items <= 1):
+    if scheduler is None and (workers == 1 or items <= 1 or small):
         yield Session()
         return
     session = _connect(scheduler) if scheduler else _local_cluster(workers)

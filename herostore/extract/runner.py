@@ -30,7 +30,7 @@ from .options import ExtractOptions
 from .output import Output, OutputSpec
 from .report import ExtractionReport
 
-__all__ = ["Job", "extract_batch", "extract_task", "extract_videos", "get_models"]
+__all__ = ["Job", "extract_batch", "extract_task", "extract_videos", "get_models", "warm_up"]
 
 Tick = Callable[[Outcome], None]
 
@@ -182,6 +182,13 @@ def extract_batch(models: Models, videos: Sequence[DecodedVideo], texts: Sequenc
 # ------------------------------------------------------------------------------------------------- runs
 
 _END = object()
+
+
+def warm_up(job: Job) -> str:
+    """On a dask worker (``client.run``): load the models its extraction tasks will use; the device chosen."""
+    job = job.on_this_worker()
+    get_models(job.models)
+    return job.models.device
 
 
 def extract_task(items: list[VideoItem], tick: Tick | None, *, job: Job, on_worker: bool) -> TaskResult:

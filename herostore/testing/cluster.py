@@ -104,12 +104,14 @@ class DaskProcesses:
         return {w["name"]: {"address": a, "pid": pids.get(a), "processing": len(processing.get(a, ()))}
                 for a, w in info.items()}
 
-    def kill_when(self, name: str, ready: Callable[[], bool], running: subprocess.Popen, *,
+    def kill_when(self, name: str, ready: Callable[[], bool], running: subprocess.Popen | Callable[[], bool], *,
                   poll: float = 0.05) -> bool:
         """SIGKILL worker ``name`` (and its nanny) once ``ready()`` holds and the worker is running a task, while
-        the command ``running`` still runs; False if that command ended first."""
+        the run goes on (``running``: its command, or a function saying whether it still runs); False if the run
+        ended first."""
+        still = running if callable(running) else lambda: running.poll() is None
         with self.client() as client:
-            while running.poll() is None:
+            while still():
                 if ready() and self.workers(client).get(name, {}).get("processing"):
                     self.kill(name)
                     return True
