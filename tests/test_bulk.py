@@ -141,6 +141,36 @@ def _raises_herostore_error(video_id):
     raise ExtractionError("no model")
 
 
+CANCELLED: list[str] = []
+
+
+def _cancels_itself(items, tick, *, times):
+    """A task the scheduler loses: it cancels its own key (its first ``times`` runs)."""
+    from distributed import Future, get_client, get_worker
+
+    if len(CANCELLED) < times:
+        key = get_worker().get_current_task()
+        CANCELLED.append(key)
+        get_client().cancel([Future(key)], force=True)
+        import time
+
+        time.sleep(0.5)  # the cancellation reaches the submitting client first
+    return TaskResult([Outcome(item[0], "done") for item in items])
+
+
+def test_a_task_the_scheduler_loses_is_run_again_a_few_times(cluster):
+    items = [("a",), ("b",)]
+    for times, expected in ((1, {"a": "done", "b": "done"}), (100, {"a": "failed", "b": "failed"})):
+        CANCELLED.clear()
+        into = Tasks()
+        with open_session(scheduler=cluster) as session:
+            run_tasks(session, partial(_cancels_itself, times=times), items, into, describe=_item, progress=False,
+                      batch=2)
+        assert {o.video_id: o.status for o in into.outcomes} == expected
+    assert into.outcomes[0].detail == "/data/a.npy: its task was lost by the scheduler 4 times (cancelled, or its " \
+                                      "result lost)"
+
+
 def test_a_task_owes_one_outcome_per_item():
     def sloppy(items, tick):
         first = Outcome(items[0][0], "done")

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ TASK_SECONDS = 2.0
 MAX_BATCH = 10_000  # items per task, at most (the items and outcomes of a task travel in one message)
 IN_FLIGHT_PER_WORKER = 2  # tasks submitted per worker at a time: one running, one queued behind it
 NO_WORKERS_TIMEOUT_S = 300.0  # a cluster without any worker for this long stops the run
+_LOSSES = 3  # a task the scheduler loses (not its worker dying) is submitted again this many times
 _WAIT_S = 0.5  # the longest wait for a task before the workers are looked at again
 _WORKERS_EVERY_S = 2.0
 
@@ -178,6 +180,7 @@ class _OnCluster(_Deliver):
         self.in_flight: dict[str, tuple[Any, list[Any], bool]] = {}  # key -> (future, items, alone)
         self.quarantine: deque[Any] = deque()
         self.requeued: deque[list[Any]] = deque()  # tasks the scheduler lost: submitted again
+        self.losses: Counter[str] = Counter()  # video id -> times its task was lost by the scheduler
         queue: deque[list[Any]] = deque(plan or [])
         position = 0
         estimate, measured = item_seconds, False
@@ -205,6 +208,8 @@ class _OnCluster(_Deliver):
                                     return_when="FIRST_COMPLETED").done
                 except TimeoutError:
                     finished = set()
+                except CancelledError:  # wait() raises when a future was cancelled: settle every one that ended
+                    finished = {f for f, _, _ in self.in_flight.values() if f.status != "pending"}
                 workers = self._watch_workers()
                 for future in finished:
                     result = self._settle(future)
@@ -229,15 +234,32 @@ class _OnCluster(_Deliver):
         status = future.status
         exc = future.exception() if status == "error" else None
         if status == "finished":
-            result = future.result()
-            future.release()
-            self.ledger(items).close(result)
-            return result
+            try:
+                result = future.result()
+            except CancelledError:  # its result was lost on the way: run it again
+                status = "lost"
+            except Exception as error:  # noqa: BLE001 - lost, run again and failed there: as any failed task
+                exc = error
+            else:
+                future.release()
+                self.ledger(items).close(result)
+                return result
         future.release()
         if isinstance(exc, HerostoreError):
             raise exc
-        if exc is None:  # cancelled or lost by the scheduler (not by the task): run it again
-            self.requeued.append(items)
+        if exc is None:  # cancelled or lost by the scheduler (not by the task): run it again, a few times
+            again = []
+            for item in items:
+                video_id, name = self.describe(item)
+                self.losses[video_id] += 1
+                if self.losses[video_id] <= _LOSSES:
+                    again.append(item)
+                else:
+                    self.outcome(Outcome(video_id, "failed", f"{name}: its task was lost by the scheduler "
+                                                             f"{self.losses[video_id]} times (cancelled, or its "
+                                                             f"result lost)"))
+            if again:
+                self.requeued.append(again)
             return None
         if not alone:
             self.quarantine.extend(items)
