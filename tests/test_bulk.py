@@ -8,6 +8,7 @@ kills them.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
@@ -318,3 +319,24 @@ def test_import_herostore_imports_neither_dask_nor_torch():
             "print(to_dask.__module__, sorted({'dask', 'distributed', 'torch'} & set(sys.modules)))")
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert printed == "herostore.lazy []\n"
+
+
+def test_to_dask_and_stats_on_object_storage(lazy_store):
+    """A store given by URL (fsspec's in-memory filesystem stands in for a bucket): the same rows and statistics."""
+    import fsspec
+
+    from herostore import to_dask
+    from herostore.stats import compute_stats
+
+    fs = fsspec.filesystem("memory")
+    fs.put(str(lazy_store.path), "/herostore-bulk/features", recursive=True)
+    url = "memory://herostore-bulk/features"
+    try:
+        remote = to_dask(url, "clip", block_bytes=2 * 1408 * 4)
+        np.testing.assert_array_equal(remote.data.compute(), to_dask(lazy_store.path, "clip").data.compute())
+        assert len(remote.blocks) == 7
+        here = compute_stats(lazy_store.path, workers=1, progress=False)
+        there = compute_stats(url, workers=1, progress=False)
+        assert there == here and FeatureStore(url).attrs["stats"] == json.loads(json.dumps(here))
+    finally:
+        fs.rm("/herostore-bulk", recursive=True)
