@@ -20,15 +20,17 @@ from typing import Any
 import numpy as np
 
 from . import npyfile, urls
+from .bulk import JobReport, Outcome, map_videos
 from .errors import LabelError, SpecError, StoreError
 from .fsutil import clean_stale_temporaries, make_folder
 from .layout import FEATURES_DIR, LABEL_FILES, META, check_video_id
 from .locations import dataset_root_of, resolve_features
-from .parallel import JobReport, Outcome, map_videos
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .store import FeatureStore
 
 __all__ = ["copy_label_files", "export_npy", "import_npy"]
+
+IMPORT_SECONDS = 0.05  # a first guess of one spec-shaped video's conversion, for the bulk engine's first batches
 
 
 def copy_label_files(src_features: Any, dst_root: Any, *, overwrite: bool = False,
@@ -108,10 +110,12 @@ def import_npy(
     copy_label_files(src_features, dst_root, overwrite=overwrite_labels, storage_options=storage_options)
     store = FeatureStore.create(urls.join(dst_root, FEATURES_DIR), preset, storage_options=storage_options)
     store.clean_scratch()
-    items = [(vid, os.fspath(urls.join(src_features, f"{vid}{npyfile.SUFFIX}"))) for vid in video_ids]
+    items = [(vid, _absolute(urls.join(src_features, f"{vid}{npyfile.SUFFIX}"))) for vid in video_ids]
     job = partial(_import_one, location=store.location, overwrite=overwrite, strict=strict,
                   storage_options=storage_options)
-    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="import-npy")
+    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="import-npy",
+                      complete=None if overwrite else store.video_ids(), item_seconds=IMPORT_SECONDS,
+                      check_paths=[src_features, getattr(store.location, "path", None)])
 
 
 def _import_one(video_id: str, npy_path: str, *, location: Any, overwrite: bool, strict: bool,
@@ -145,12 +149,21 @@ def export_npy(
         clean_stale_temporaries(features_dir)
     copy_label_files(src_features, dst_root, overwrite=overwrite_labels, storage_options=storage_options)
     items = [(vid,) for vid in store.video_ids()]
-    job = partial(_export_one, location=store.location, features_dir=os.fspath(features_dir), overwrite=overwrite,
+    job = partial(_export_one, location=store.location, features_dir=_absolute(features_dir), overwrite=overwrite,
                   storage_options=storage_options)
-    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="export-npy")
+    done = None if overwrite else [name[: -len(npyfile.SUFFIX)] for name in
+                                   urls.list_names(features_dir, npyfile.SUFFIX, storage_options)]
+    return map_videos(job, items, workers=workers, scheduler=scheduler, progress=progress, desc="export-npy",
+                      describe=lambda item: f"{store.name}: video {item[0]!r}", complete=done,
+                      item_seconds=IMPORT_SECONDS, check_paths=[getattr(store.location, "path", None), features_dir])
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _absolute(path: Any) -> str:
+    """A path workers of an existing cluster (running in other folders) can open, or the URL as it is."""
+    return os.fspath(path) if urls.is_url(path) else os.path.abspath(path)
 
 
 def _export_one(video_id: str, *, location: Any, features_dir: str, overwrite: bool,

@@ -26,9 +26,11 @@ def add_preset_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
-                        help="parallel worker processes on this machine (default: CPU count, at most 8)")
+                        help="worker processes on this machine (a local dask cluster; 1: in this process; default: "
+                             "CPU count, at most 8, or this process for a run of a few seconds)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                        help="address of an existing dask scheduler (e.g. tcp://10.0.0.5:8786) to run on instead")
+                        help="run on the existing dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786) instead; every "
+                             "worker must see the paths given here at the same path (or URL)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -88,7 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--workers", type=int, default=RunSettings.workers, metavar="N",
                      help="dask workers on a local cluster, each loading the models once "
                           "(default %(default)s: no dask)")
-    run.add_argument("--scheduler", metavar="ADDRESS", help="use an existing dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="use an existing dask cluster, e.g. tcp://host:8786 (GPU workers: --resources GPU=1, one "
+                          "per GPU; see docs/extraction.md); every worker must see the paths at the same place")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -29,13 +29,19 @@ def add_parsers(sub: Any) -> None:
                                    "metadata names present and nothing else (no links or special files), each "
                                    "array's metadata equal to the video's consolidated metadata. Reports by video, "
                                    "modality and chunk.")
-    p.add_argument("store", help="a store, or a dataset_root whose features/ is one")
+    p.add_argument("store", help="a store, or a dataset_root whose features/ is one (a path or a URL)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     add_parallel_flags(p)
+    add_storage_flag(p)
     p.set_defaults(func=run_verify)
 
-    p = sub.add_parser("stats", help="compute per-modality mean/std into the store (for normalisation)")
+    p = sub.add_parser("stats", help="compute per-modality mean/std into the store (for normalisation)",
+                       description="Per-dimension mean and std of every modality over all rows of all videos, "
+                                   "streamed in float64 and recorded in the store's root attributes. Rows with NaN "
+                                   "or Inf are left out and counted (--nonfinite error refuses instead).")
     p.add_argument("store", help="a store, or a dataset_root whose features/ is one (a path or a URL)")
+    p.add_argument("--nonfinite", choices=["skip", "error"], default="skip",
+                   help="rows holding NaN/Inf: skip them and say how many (default), or refuse naming the videos")
     add_parallel_flags(p)
     add_storage_flag(p)
     p.set_defaults(func=run_stats)
@@ -60,7 +66,8 @@ def run_info(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from ..verify import verify_store
 
-    report = verify_store(args.store, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    report = verify_store(args.store, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
+                          storage_options=storage_options(args))
     print(report.to_json() if args.json else report.render())
     return 0 if report.ok else 1
 
@@ -70,8 +77,13 @@ def run_stats(args: argparse.Namespace) -> int:
     from ..urls import display
 
     stats = compute_stats(args.store, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
-                          storage_options=storage_options(args))
+                          nonfinite=args.nonfinite, storage_options=storage_options(args))
     for key, s in stats.items():
-        print(f"{key}: {s['count']} rows, {len(s['mean'])} dims")
+        skipped = ""
+        if s["skipped_rows"]:
+            more = " ..." if s["skipped_videos"] > len(s["skipped_ids"]) else ""
+            skipped = (f"; {s['skipped_rows']} rows with NaN/Inf left out, in {s['skipped_videos']} video(s): "
+                       f"{', '.join(s['skipped_ids'])}{more}")
+        print(f"{key}: {s['count']} rows, {len(s['mean'])} dims{skipped}")
     print(f"stats recorded in {display(args.store)}")
     return 0
