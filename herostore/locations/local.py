@@ -37,6 +37,7 @@ from ..errors import CorruptStoreError, StoreError, VideoNotFoundError
 from ..fsutil import STALE_AFTER_S, atomic_write, fsync_dir, make_folder
 from ..layout import META, SCRATCH_DIR, check_video_id
 from ..read.engine import CRC_BYTES, ArrayPlan, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
+from ..read.rows import scratch
 
 __all__ = ["LocalDirectory"]
 
@@ -410,8 +411,8 @@ def _fill_one(job: ChunkJob, fd: int, where: Callable[[ChunkJob], str], verified
     if st.st_size > limit:
         raise CorruptStoreError(f"{where(job)}: compressed chunk of {st.st_size} bytes, more than its "
                                 f"{plan.chunk_bytes} decoded bytes can need")
-    data = bytearray(st.st_size)
-    _pread_into(fd, [memoryview(data)], 0, where(job))
+    data = scratch("compressed-chunk", np.uint8, (st.st_size,))  # this thread's, reused: no fresh pages per chunk
+    _pread_into(fd, [data], 0, where(job))
     decode_chunk(plan, data, dest, where(job), verified=known)
     if plan.encoding.checksum:
         verified.add(identity)
