@@ -1,8 +1,9 @@
 """herostore: chunked, compressed Zarr storage for HERO multimodal emotion features.
 
 One Zarr v3 group per dataset, one group per video, one array per modality; the spec's dict ``.npy`` files both
-ways; a lazy PyTorch dataset over either format. ``import herostore`` stays light: the names that need torch
-(``HeroDataset``, ``collate``) or the read path are imported on first use.
+ways; a lazy PyTorch dataset over either format and a loader that reads its batches into reused buffers.
+``import herostore`` stays light: the names that need torch (``HeroDataset``, ``collate``, ``Loader``) or the read
+path are imported on first use.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .store import FeatureStore
 
 _LAZY = {
     "HeroDataset": "herostore.dataset",
+    "Loader": "herostore.loader",
     "collate": "herostore.dataset",
     "open_reader": "herostore.read",
     "VideoRecord": "herostore.read",
@@ -49,6 +51,7 @@ __all__ = [
     "HerostoreError",
     "InvalidVideoIdError",
     "LabelError",
+    "Loader",
     "Preset",
     "SpecError",
     "StoreError",
