@@ -10,7 +10,8 @@ in the steady state. ``pin_memory=True`` pins the ring, so ``device="cuda"`` cop
 
 **A batch is valid until the next one is requested**: its tensors are views of a ring slot that is refilled
 once the loop asks for the following batch. Keep a tensor longer with ``.clone()``, or pass ``copy=True`` to get
-batches the caller owns (fresh memory every batch). Tensors moved to a ``device`` are the caller's to keep.
+batches the caller owns (fresh memory every batch). Tensors moved to a ``device`` other than the CPU are the
+caller's to keep.
 
 Batches equal ``collate([dataset[i] for i in batch_indices])``. Worker-side transforms need the ``DataLoader``
 path (``HeroDataset`` + ``collate``), which stays supported.
@@ -77,6 +78,8 @@ class Loader:
             pin_memory = False
         self.pin_memory = bool(pin_memory)
         self.device = torch.device(device) if device is not None else None
+        if self.device is not None and self.device.type == "cpu":
+            self.device = None  # the batches are on the CPU already: handed out as views of the ring
         self.copy = bool(copy)
         self.epoch = 0
         self._bound = _Bound(self.batch_size)
@@ -275,7 +278,7 @@ def ring_buffer(nbytes: int, *, pin: bool = False) -> torch.UntypedStorage:
     if pin:
         return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True).untyped_storage()
     size = max(HUGE_PAGE, -(-nbytes // HUGE_PAGE) * HUGE_PAGE)
-    region = mmap.mmap(-1, size + HUGE_PAGE)  # room to start on a 2 MiB boundary
+    region = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # +: to start on 2 MiB
     if hasattr(mmap, "MADV_HUGEPAGE"):
         region.madvise(mmap.MADV_HUGEPAGE)
     start = (-torch.frombuffer(region, dtype=torch.uint8, count=1).data_ptr()) % HUGE_PAGE
