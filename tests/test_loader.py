@@ -379,3 +379,23 @@ def test_loader_pinned_ring_to_cuda(wild):
             want = reference(ds, [index[v] for v in batch["video_id"]])
             assert_same_batch({k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, want)
     assert all(slot.buffer is not None and slot.buffer.is_pinned() for slot in loader._slots)
+
+
+# ------------------------------------------------------------------------------------------ the benchmark
+
+
+def test_loader_benchmark_quick_mode_runs_and_writes_its_report(tmp_path):
+    pytest.importorskip("psutil")
+    from benchmarks import loader as bench
+
+    out = tmp_path / "results"
+    results = bench.main(["--quick", "--out", str(out), "--workdir", str(tmp_path / "work")])
+    assert sorted(p.name for p in out.iterdir()) == ["loader.json", "loader.md"]
+    saved = json.loads((out / "loader.json").read_text())
+    assert saved["mode"] == "quick" and saved["data"].startswith("trained")
+    rates = [v["samples_per_s"] for table in ("in_process", "loops", "builds") for v in saved[table].values()]
+    assert len(rates) == 12 + 2 * (1 + 2 * 3) + 12 and min(rates) > 0  # quick: one batch size, 0 and 2 workers
+    assert len(saved["targets"]) == 7 == len(results["targets"])
+    md = (out / "loader.md").read_text()
+    assert "## Targets" in md and "copy limit" in md and "trained" in md
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["cache"]  # the data is removed
