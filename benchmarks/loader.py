@@ -296,17 +296,18 @@ def epochs(loader: Any, n_epochs: int, expected: int) -> tuple[float, int, int]:
 
 
 def make_loader(kind: str, root: Path, ann: Path, modalities: Sequence[str], batch_size: int, workers: int = 0):
-    """``herostore.Loader`` (kind "loader") or ``DataLoader(HeroDataset, collate_fn=collate)`` (kind "dataloader"),
-    shuffled with seed 0 on both sides."""
+    """``herostore.Loader`` (kind "loader"), ``DataLoader(HeroDataset, collate_fn=collate)`` (kind "dataloader"),
+    or the same DataLoader on the previous path, each sample made on its own and then collated (kind "samples": the
+    dataset wrapped in a ``ConcatDataset``, which asks for samples one by one); shuffled with seed 0 on every side."""
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import ConcatDataset, DataLoader
 
     from herostore import HeroDataset, Loader, collate
 
     ds = HeroDataset(root, ann, modalities=list(modalities), classes=EMOTIONS)
     if kind == "loader":
         return Loader(ds, batch_size, shuffle=True, seed=0), len(ds)
-    return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate,
+    return DataLoader(ds if kind == "dataloader" else ConcatDataset([ds]), batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate,
                       persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0),
                       timeout=300 if workers else 0), len(ds)
 
@@ -431,7 +432,10 @@ def run(cfg: Config, workdir: Path) -> dict[str, Any]:
                 limit()  # warm-up
                 loops.setdefault(f"copy limit store {w} b{bs}", []).append(with_cpu(limit))
                 for fmt, root in formats.items():
-                    for kind, workers in [("loader", 0)] + [("dataloader", k) for k in cfg.workers]:
+                    paths = [("loader", 0)] + [("dataloader", k) for k in cfg.workers]
+                    if bs == cfg.batch_sizes[0]:
+                        paths.append(("samples", max(cfg.workers)))
+                    for kind, workers in paths:
                         name = f"{kind}{'' if kind == 'loader' else f'({workers})'} {fmt} {w} b{bs}"
                         loader, n = make_loader(kind, root, ann, mods, bs, workers)
                         try:

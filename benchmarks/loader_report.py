@@ -90,7 +90,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         (f"`loader`: `herostore.Loader(ds, batch, shuffle=True, seed=0)`, {r['loader_threads']} threads; "
         "`dataloader(k)`: `DataLoader(ds, batch, shuffle=True, num_workers=k, collate_fn=collate, "
-        "persistent_workers=k > 0)`; the same `HeroDataset` arguments on both. `copy limit`: the stored bytes of "
+        "persistent_workers=k > 0)`; `samples(k)`: the same DataLoader on the previous path (every sample made on "
+        "its own, then `collate_samples`); the same `HeroDataset` arguments on all. `copy limit`: the stored bytes of "
         "the same batches copied from the page cache (`preadv`) into the rows of a ring of reused batch buffers on "
         "the loader's threads, nothing else. MB/s: bytes of the batches delivered (padded tensors)."),
         "",

@@ -394,7 +394,7 @@ def test_loader_benchmark_quick_mode_runs_and_writes_its_report(tmp_path):
     saved = json.loads((out / "loader.json").read_text())
     assert saved["mode"] == "quick" and saved["data"].startswith("trained")
     rates = [v["samples_per_s"] for table in ("in_process", "loops", "builds") for v in saved[table].values()]
-    assert len(rates) == 12 + 2 * (1 + 2 * 3) + 12 and min(rates) > 0  # quick: one batch size, 0 and 2 workers
+    assert len(rates) == 12 + 2 * (1 + 2 * 4) + 12 and min(rates) > 0  # quick: one batch size, 0 and 2 workers
     assert len(saved["targets"]) == 7 == len(results["targets"])
     md = (out / "loader.md").read_text()
     assert "## Targets" in md and "copy limit" in md and "trained" in md
