@@ -381,6 +381,15 @@ def test_loader_pinned_ring_to_cuda(wild):
     assert all(slot.buffer is not None and slot.buffer.is_pinned() for slot in loader._slots)
 
 
+def test_importing_herostore_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, herostore; assert 'torch' not in sys.modules and 'Loader' in dir(herostore); "
+            "herostore.Loader; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # ------------------------------------------------------------------------------------------ the benchmark
 
 
