@@ -6,11 +6,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import npyfile, urls
-from ..errors import InvalidVideoIdError, StoreError, VideoNotFoundError
+from ..errors import ArgumentError, InvalidVideoIdError, StoreError, VideoNotFoundError
 from ..layout import check_video_id
 from ..schema import check_features, check_modalities
 from .protocol import VideoRecord, check_max_rows
+from .rows import Rows, check_rows, copy_rows, destination
 
 __all__ = ["NpyReader"]
 
@@ -86,3 +89,24 @@ class NpyReader:
                 array = checked.arrays[key]
                 arrays[key] = array[: limits[key]] if key in limits else array
         return VideoRecord(video_id, arrays, checked.transcript, {})
+
+    def read_into(self, video_id: str, dests: Mapping[str, np.ndarray], *, rows: Mapping[str, Rows] | None = None,
+                  record: VideoRecord | None = None) -> None:
+        """Copy rows of the video's arrays into memory the caller already has: ``dests[modality]``.
+
+        The same contract as ``ZarrReader.read_into``, but the format has no partial reads: the file is loaded
+        whole (or ``record``, this video as ``read`` returned it, is used), then the selected rows are copied into
+        each destination, cast once.
+        """
+        if record is None:
+            record = self.read(video_id, list(dests))
+        selections = rows or {}
+        for key, dest in dests.items():
+            where = f"{self.path}: video {video_id!r}, modality {key!r}"
+            array = record.arrays.get(key)
+            if array is None:
+                raise ArgumentError(f"{where}: the video has no such array (it has "
+                                    f"{', '.join(map(repr, record.arrays))})")
+            need, index = check_rows(selections.get(key), array.shape[0], where)
+            copy_rows(array, destination(dest, (need if index is None else len(index),) + array.shape[1:], where),
+                      index)
