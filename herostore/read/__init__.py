@@ -2,7 +2,8 @@
 
 - ``protocol``: ``VideoRecord`` and the ``Reader`` protocol every reader follows;
 - ``engine``: the Zarr v3 chunk engine (plan an array once, check and decode chunks);
-- ``zarr_store``: ``ZarrReader``, the fast path over a store's location (``herostore.locations``);
+- ``zarr_store``: ``ZarrReader``, the fast path over a store's location (``herostore.locations``: a folder, a URL,
+  or a packed dataset, local or remote);
 - ``reference``: the same reads through zarr-python;
 - ``npy_folder``: ``NpyReader`` for the spec's folder of ``.npy`` dicts.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from .. import npyfile
 from ..errors import StoreError
 from ..layout import META
+from ..packlayout import MANIFEST
 from .npy_folder import NpyReader
 from .protocol import Reader, VideoRecord, default_threads
 from .zarr_store import ZarrReader
@@ -26,15 +28,17 @@ __all__ = ["NpyReader", "Reader", "VideoRecord", "ZarrReader", "default_threads"
 
 def open_reader(feature_root: str | os.PathLike, *, fast: bool = True, zero_copy: bool = False,
                 threads: int | None = None, storage_options: Mapping[str, Any] | None = None) -> Reader:
-    """The reader for a herostore store (local folder or URL) or a folder of spec ``.npy`` files."""
+    """The reader for a herostore store or a packed dataset (local folder or URL), or a folder of spec ``.npy``
+    files."""
     from ..locations import is_url, open_location
 
     text = os.fspath(feature_root)
     if is_url(text):
         return ZarrReader(open_location(text, storage_options), fast=fast, zero_copy=zero_copy, threads=threads)
     path = Path(text.removeprefix("file://"))
-    expected = "expected a herostore store (zarr.json with a 'herostore' attribute) or a folder of <video_id>.npy files"
-    if (path / META).is_file():
+    expected = ("expected a herostore store (zarr.json with a 'herostore' attribute), a packed dataset "
+                f"({MANIFEST}) or a folder of <video_id>.npy files")
+    if (path / META).is_file() or (path / MANIFEST).is_file():
         return ZarrReader(open_location(path), fast=fast, zero_copy=zero_copy, threads=threads)
     if not path.exists():
         raise StoreError(f"{path}: no such file or folder; {expected}")
