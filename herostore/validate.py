@@ -22,6 +22,7 @@ import numpy as np
 from . import npyfile
 from .errors import HerostoreError
 from .layout import CLASSES_FILE, LABELS_FILE, META, dataset_root_of, resolve_features
+from .locations import is_packed
 from .schema import ARRAY_KEYS, MODALITY_BY_NAME, REQUIRED_ARRAY_KEYS, SPEC_DTYPE, check_features
 from .store import FeatureStore
 
@@ -72,7 +73,7 @@ def validate_dataset(root: str | os.PathLike, *, check_values: bool = True) -> V
     root = Path(root)
     features = resolve_features(root)
     dataset_root = dataset_root_of(features) if features != root else root
-    fmt = "zarr" if (features / META).exists() else "npy"
+    fmt = "zarr" if (features / META).exists() or is_packed(features) else "npy"
     report = ValidationReport(str(root), fmt)
     if fmt == "zarr":
         try:

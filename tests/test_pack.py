@@ -138,6 +138,31 @@ def test_dataloader_workers_read_a_packed_dataset(npy_dataset, tmp_path):
         assert batch[key].equal(expected[key]), key
 
 
+def test_validate_info_and_export_read_a_packed_dataset(npy_dataset, tmp_path):
+    from herostore.convert import export_npy
+    from herostore.info import store_info
+    from herostore.validate import validate_dataset
+
+    assert import_npy(npy_dataset, tmp_path / "store", workers=1, progress=False).ok
+    assert pack(tmp_path / "store", tmp_path / "packed", workers=1, progress=False).ok
+    report = validate_dataset(tmp_path / "packed")
+    assert report.ok and report.format == "zarr" and report.videos == 4 and report.labels == 4
+    info, packed_info = store_info(tmp_path / "store"), store_info(tmp_path / "packed")
+    assert {k: v for k, v in packed_info.items() if k != "store"} == {k: v for k, v in info.items() if k != "store"}
+    for root in ("store", "packed"):
+        assert export_npy(tmp_path / root, tmp_path / f"{root}-npy", workers=1, progress=False).ok
+    assert files_of(tmp_path / "packed-npy") == files_of(tmp_path / "store-npy")
+    shard = tmp_path / "packed" / FEATURES_DIR / "shard-00000.zip"
+    with zipfile.ZipFile(shard) as zf:
+        chunk = zf.getinfo("video_002/hubert/c/0/0")
+    data = bytearray(shard.read_bytes())
+    data[chunk.header_offset + 30 + len(chunk.filename) + 3] ^= 1
+    shard.write_bytes(bytes(data))
+    report = validate_dataset(tmp_path / "packed")
+    assert not report.ok and [f.where for f in report.errors] == ["video_002"]
+    assert "chunk hubert/c/0/0: checksum mismatch" in report.errors[0].message
+
+
 def test_shards_are_standard_zip_stores(tmp_path):
     source, target = packed(tmp_path, "float16-lz4")
     root_doc = (source / "zarr.json").read_bytes()

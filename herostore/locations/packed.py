@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -69,6 +70,7 @@ class PackedDataset:
 
         text = os.fspath(path)
         self.name = text.rstrip("/") if is_url(text) else text.removeprefix("file://")
+        self.path = None if is_url(text) else Path(self.name)  # the folder of a local dataset
         self.storage_options = dict(storage_options or {})
         self._files: Any = RemoteFiles(self.name, self.storage_options) if is_url(text) else LocalFiles(self.name)
         self.manifest: Manifest = parse_manifest(self._files.read(MANIFEST, MAX_MANIFEST_BYTES),
