@@ -156,8 +156,10 @@ class PackIndex:
         self.source = source
         self._ids = memoryview(data)[_HEADER.size + table.nbytes :]
         self._check(table, shard_sizes)
-        self._starts, self._lengths = table["id_start"], table["id_length"]
         self._table = table
+        # the entries as 64-bit words, for a search that does not build numpy scalars: id_start, offset, length,
+        # then shard (low 32 bits) and id_length (high 32 bits)
+        self._words = memoryview(data)[_HEADER.size : _HEADER.size + table.nbytes].cast("Q")
 
     def _check(self, table: np.ndarray, shard_sizes: list[int]) -> None:
         """Every entry inside the id bytes and inside its shard (unsigned arithmetic that cannot wrap)."""
@@ -186,8 +188,8 @@ class PackIndex:
         return len(self._table)
 
     def _id(self, i: int) -> bytes:
-        start = int(self._starts[i])
-        return bytes(self._ids[start : start + int(self._lengths[i])])
+        start = self._words[4 * i]
+        return bytes(self._ids[start : start + (self._words[4 * i + 3] >> 32)])
 
     def find(self, video_id: str) -> tuple[int, int, int] | None:
         """``(shard, offset, length)`` of a video, or None (a binary search over the sorted ids)."""
@@ -200,8 +202,8 @@ class PackIndex:
             else:
                 hi = mid
         if lo < len(self._table) and self._id(lo) == key:
-            entry = self._table[lo]
-            return int(entry["shard"]), int(entry["offset"]), int(entry["length"])
+            words = self._words
+            return words[4 * lo + 3] & 0xFFFFFFFF, words[4 * lo + 1], words[4 * lo + 2]
         return None
 
     def video_ids(self) -> list[str]:

@@ -121,37 +121,41 @@ def walk_members(data: Any, base: int, where: str) -> list[Member]:
     """
     view = memoryview(data).cast("B")
     end = len(view)
+    unpack = _LOCAL.unpack_from
     members = []
     pos = 0
     while pos < end:
-        at = f"{where}: byte {base + pos}"
         if end - pos < LOCAL_HEADER_BYTES:
-            raise CorruptStoreError(f"{at}: {end - pos} bytes left in the range, too few for a zip local header")
-        sig, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = _LOCAL.unpack_from(view, pos)
+            raise _damage(where, base + pos, f"{end - pos} bytes left in the range, too few for a zip local header")
+        sig, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = unpack(view, pos)
         if sig != _LOCAL_SIG:
-            raise CorruptStoreError(f"{at}: expected a zip local header (signature 04034b50), found {sig:08x}")
+            raise _damage(where, base + pos, f"expected a zip local header (signature 04034b50), found {sig:08x}")
         if flags & (_ENCRYPTED | _DATA_DESCRIPTOR) or method != 0:
-            raise CorruptStoreError(f"{at}: a member with flags {flags:#06x} and method {method}; packed shards "
-                                    "hold stored members (method 0) without data descriptors or encryption")
-        name_start = pos + LOCAL_HEADER_BYTES
-        data_start = name_start + name_len + extra_len
+            raise _damage(where, base + pos, f"a member with flags {flags:#06x} and method {method}; packed shards "
+                          "hold stored members (method 0) without data descriptors or encryption")
+        name_end = pos + LOCAL_HEADER_BYTES + name_len
+        data_start = name_end + extra_len
         if data_start > end:
-            raise CorruptStoreError(f"{at}: the member's name and extra field run past the end of the range")
+            raise _damage(where, base + pos, "the member's name and extra field run past the end of the range")
         try:
-            name = bytes(view[name_start : name_start + name_len]).decode("utf-8")
+            name = str(view[pos + LOCAL_HEADER_BYTES : name_end], "utf-8")
         except UnicodeDecodeError:
-            raise CorruptStoreError(f"{at}: a member name that is not UTF-8") from None
+            raise _damage(where, base + pos, "a member name that is not UTF-8") from None
         if csize == _FULL or usize == _FULL:
-            csize, usize = _zip64_sizes(view[name_start + name_len : data_start], csize, usize, f"{at} ({name})")
+            csize, usize = _zip64_sizes(view[name_end:data_start], csize, usize, f"{where}: byte {base + pos} ({name})")
         if csize != usize:
-            raise CorruptStoreError(f"{at}: member {name!r} stores {csize} bytes for {usize}; shards store members "
-                                    "uncompressed")
+            raise _damage(where, base + pos, f"member {name!r} stores {csize} bytes for {usize}; shards store "
+                          "members uncompressed")
         if csize > end - data_start:
-            raise CorruptStoreError(f"{at}: member {name!r} of {csize} bytes runs past the end of the range "
-                                    f"({end - data_start} bytes left)")
+            raise _damage(where, base + pos, f"member {name!r} of {csize} bytes runs past the end of the range "
+                          f"({end - data_start} bytes left)")
         members.append(Member(name, data_start, csize, crc))
         pos = data_start + csize
     return members
+
+
+def _damage(where: str, offset: int, what: str) -> CorruptStoreError:
+    return CorruptStoreError(f"{where}: byte {offset}: {what}")
 
 
 def _zip64_sizes(extra: memoryview, csize: int, usize: int, where: str) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -210,8 +211,11 @@ class PackedDataset:
 
         decoded = sum(len(job.dest) for job in jobs if job.plan.encoding.codec is not None)
         if threads > 1 and len(jobs) > 1 and decoded >= PARALLEL_MIN_BYTES:
-            for _ in _thread_pool(threads).map(one, sorted(jobs, key=lambda job: -len(job.dest))):
-                pass
+            pool = _thread_pool(threads)
+            futures = [pool.submit(one, job) for job in sorted(jobs, key=lambda job: -len(job.dest))]
+            wait(futures)  # every job ends before an error is raised: none reads the range after this returns
+            for future in futures:
+                future.result()
         else:
             for job in jobs:
                 one(job)
