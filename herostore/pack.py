@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import stat
 import warnings
 import zlib
@@ -54,24 +53,12 @@ from .ziprecords import (
     local_header_size,
 )
 
-__all__ = ["DEFAULT_SHARD_SIZE", "ShardPlan", "pack", "parse_size", "plan_pack", "unpack"]
+__all__ = ["DEFAULT_SHARD_SIZE", "ShardPlan", "pack", "plan_pack", "unpack"]
 
 DEFAULT_SHARD_SIZE = 2_000_000_000  # below 2 GiB: shards of the default size need no ZIP64 records
 _COMMENT = b"herostore-pack shard "  # + the digest of the shard's plan
 _WRITEBACK_BYTES = 32 << 20
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """``2G``, ``500MB``, ``1.5GiB``, ``1000000`` -> bytes (k, M, G, T are powers of 1000; Ki, Mi, Gi of 1024)."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]i?)?[bB]?\s*", str(text))
-    if not match:
-        raise ArgumentError(f"size {text!r}: expected a number of bytes with an optional unit, e.g. 2G or 500MiB")
-    value = int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
-    if value < 1:
-        raise ArgumentError(f"size {text!r}: expected at least 1 byte")
-    return value
 
 
 # -- the plan ----------------------------------------------------------------------------------------------------

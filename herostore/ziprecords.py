@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from .errors import CorruptStoreError
 
 __all__ = ["LOCAL_HEADER_BYTES", "Member", "central_header", "central_header_size", "end_records", "end_records_size",
-           "local_header", "local_header_size", "member_extent", "walk_members"]
+           "local_header", "local_header_size", "member_extent", "next_member", "walk_members"]
 
 _LOCAL = struct.Struct("<IHHHHHIIIHH")  # signature, version, flags, method, time, date, crc, sizes, name, extra
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -120,38 +120,43 @@ def walk_members(data: Any, base: int, where: str) -> list[Member]:
     encrypted member, a data descriptor or a name that is not UTF-8 is a ``CorruptStoreError``.
     """
     view = memoryview(data).cast("B")
-    end = len(view)
-    unpack = _LOCAL.unpack_from
     members = []
     pos = 0
-    while pos < end:
-        if end - pos < LOCAL_HEADER_BYTES:
-            raise _damage(where, base + pos, f"{end - pos} bytes left in the range, too few for a zip local header")
-        sig, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = unpack(view, pos)
-        if sig != _LOCAL_SIG:
-            raise _damage(where, base + pos, f"expected a zip local header (signature 04034b50), found {sig:08x}")
-        if flags & (_ENCRYPTED | _DATA_DESCRIPTOR) or method != 0:
-            raise _damage(where, base + pos, f"a member with flags {flags:#06x} and method {method}; packed shards "
-                          "hold stored members (method 0) without data descriptors or encryption")
-        name_end = pos + LOCAL_HEADER_BYTES + name_len
-        data_start = name_end + extra_len
-        if data_start > end:
-            raise _damage(where, base + pos, "the member's name and extra field run past the end of the range")
-        try:
-            name = str(view[pos + LOCAL_HEADER_BYTES : name_end], "utf-8")
-        except UnicodeDecodeError:
-            raise _damage(where, base + pos, "a member name that is not UTF-8") from None
-        if csize == _FULL or usize == _FULL:
-            csize, usize = _zip64_sizes(view[name_end:data_start], csize, usize, f"{where}: byte {base + pos} ({name})")
-        if csize != usize:
-            raise _damage(where, base + pos, f"member {name!r} stores {csize} bytes for {usize}; shards store "
-                          "members uncompressed")
-        if csize > end - data_start:
-            raise _damage(where, base + pos, f"member {name!r} of {csize} bytes runs past the end of the range "
-                          f"({end - data_start} bytes left)")
-        members.append(Member(name, data_start, csize, crc))
-        pos = data_start + csize
+    while pos < len(view):
+        members.append(next_member(view, pos, base, where))
+        pos = members[-1].start + members[-1].size
     return members
+
+
+def next_member(view: memoryview, pos: int, base: int, where: str) -> Member:
+    """The member whose local header starts at ``pos`` of ``view`` (bytes of a shard from offset ``base``); it must
+    lie wholly inside ``view``. The next member's header follows its data: ``start + size``."""
+    end = len(view)
+    if end - pos < LOCAL_HEADER_BYTES:
+        raise _damage(where, base + pos, f"{end - pos} bytes left in the range, too few for a zip local header")
+    sig, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = _LOCAL.unpack_from(view, pos)
+    if sig != _LOCAL_SIG:
+        raise _damage(where, base + pos, f"expected a zip local header (signature 04034b50), found {sig:08x}")
+    if flags & (_ENCRYPTED | _DATA_DESCRIPTOR) or method != 0:
+        raise _damage(where, base + pos, f"a member with flags {flags:#06x} and method {method}; packed shards "
+                      "hold stored members (method 0) without data descriptors or encryption")
+    name_end = pos + LOCAL_HEADER_BYTES + name_len
+    data_start = name_end + extra_len
+    if data_start > end:
+        raise _damage(where, base + pos, "the member's name and extra field run past the end of the range")
+    try:
+        name = str(view[pos + LOCAL_HEADER_BYTES : name_end], "utf-8")
+    except UnicodeDecodeError:
+        raise _damage(where, base + pos, "a member name that is not UTF-8") from None
+    if csize == _FULL or usize == _FULL:
+        csize, usize = _zip64_sizes(view[name_end:data_start], csize, usize, f"{where}: byte {base + pos} ({name})")
+    if csize != usize:
+        raise _damage(where, base + pos, f"member {name!r} stores {csize} bytes for {usize}; shards store members "
+                      "uncompressed")
+    if csize > end - data_start:
+        raise _damage(where, base + pos, f"member {name!r} of {csize} bytes runs past the end of the range "
+                      f"({end - data_start} bytes left)")
+    return Member(name, data_start, csize, crc)
 
 
 def _damage(where: str, offset: int, what: str) -> CorruptStoreError:

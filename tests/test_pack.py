@@ -4,6 +4,7 @@ are also checked by ``TestReaderConformance`` (tests/test_reader.py) through the
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -21,12 +22,13 @@ from conftest import make_features
 
 from herostore import ziprecords
 from herostore.cli import main
+from herostore.cli.pack import parse_size
 from herostore.convert import import_npy
 from herostore.errors import ArgumentError, ChecksumError, CorruptStoreError, StoreError, VideoNotFoundError
 from herostore.layout import FEATURES_DIR
 from herostore.locations import open_location
 from herostore.locations.packed import PackedDataset
-from herostore.pack import pack, parse_size, plan_pack, unpack
+from herostore.pack import pack, plan_pack, unpack
 from herostore.packlayout import INDEX, MANIFEST, encode_index
 from herostore.read import ZarrReader, open_reader
 from herostore.read.engine import crc32c
@@ -97,6 +99,30 @@ def test_zero_copy_maps_the_shard(tmp_path):
     array = ZarrReader(target, zero_copy=True).read("long").arrays["video_mae"]
     assert not array.flags.writeable  # a read-only view of the memory-mapped shard
     assert np.array_equal(array, open_reader(source).read("long").arrays["video_mae"])
+
+
+def test_a_cold_range_is_read_in_pieces(tmp_path, monkeypatch):
+    from herostore.locations import shards
+
+    source, target = packed(tmp_path, "float16")
+    pieces = []
+    real = os.preadv
+
+    def spy(fd, buffers, offset, *flags):
+        if not flags:
+            pieces.append((offset, sum(len(b) for b in buffers)))
+        return real(fd, buffers, offset, *flags)
+
+    monkeypatch.setattr(shards, "_cached", lambda fd, offset, length: False)
+    monkeypatch.setattr(shards, "_PIECE", 4096)
+    monkeypatch.setattr(shards.os, "preadv", spy)
+    reader = open_reader(target)
+    _, offset, length = reader.location.index().find("long")
+    record = reader.read("long")
+    assert pieces[0] == (offset, 4096) and len(pieces) == -(-length // 4096)
+    assert all(b == a + 4096 for (a, _), (b, _) in itertools.pairwise(pieces)), "sequential pieces over the range"
+    for key, array in open_reader(source).read("long").arrays.items():
+        assert np.array_equal(record.arrays[key], array)
 
 
 def test_hero_dataset_batches_equal_for_directory_packed_and_npy(npy_dataset, tmp_path):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
+from ..errors import ArgumentError
 from .common import add_parallel_flags
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
 def add_parsers(sub: Any) -> None:
@@ -36,8 +40,19 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=run_unpack)
 
 
+def parse_size(text: str) -> int:
+    """``2G``, ``500MB``, ``1.5GiB``, ``1000000`` -> bytes (k, M, G, T are powers of 1000; Ki, Mi, Gi of 1024)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]i?)?[bB]?\s*", str(text))
+    if not match:
+        raise ArgumentError(f"size {text!r}: expected a number of bytes with an optional unit, e.g. 2G or 500MiB")
+    value = int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+    if value < 1:
+        raise ArgumentError(f"size {text!r}: expected at least 1 byte")
+    return value
+
+
 def run_pack(args: argparse.Namespace) -> int:
-    from ..pack import pack, parse_size
+    from ..pack import pack
 
     report = pack(args.src, args.dst, shard_size=parse_size(args.shard_size), overwrite=args.overwrite,
                   workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)

@@ -3,8 +3,8 @@
 Opening reads the manifest and the index once (the index must match the crc32c the manifest gives, every entry
 must lie inside its shard). Reading a video finds it in the index (a binary search: the cost does not grow with
 the number of videos), takes its range in one read (``shards``: a slice of the shard memory-mapped once per
-process, or one ranged request), walks the zip local headers inside it, checks that they are this video's
-members, and decodes the chunks a read asks for with the chunk engine. The video read last stays cached, so
+process, or one ranged request), walks the zip local headers inside it as far as the read needs, checks that
+they are this video's members, and decodes the chunks a read asks for with the chunk engine. The video read last stays cached, so
 ``video_document`` then ``fill`` (what ``ZarrReader.read`` does) cost one read, one request remotely.
 
 Metadata members are checked against their zip CRC-32 on every read; chunks against their crc32c (format 2) or
@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import wait
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from ..errors import ChecksumError, CorruptStoreError, StoreError, VideoNotFound
 from ..layout import META
 from ..packlayout import MANIFEST, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES, Manifest, PackIndex, parse_manifest
 from ..read.engine import ArrayPlan, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
-from ..ziprecords import LOCAL_HEADER_BYTES, Member, member_extent, walk_members
+from ..ziprecords import LOCAL_HEADER_BYTES, Member, member_extent, next_member, walk_members
 from .local import PARALLEL_MIN_BYTES, _thread_pool
 from .shards import LocalFiles, RemoteFiles
 
@@ -49,16 +49,42 @@ def is_packed(path: str | os.PathLike, storage_options: Mapping[str, Any] | None
         return False  # opened as a directory store, whose errors say what is wrong with the URL
 
 
-class _Video(NamedTuple):
-    """The video read last: its range's bytes and members."""
+class _Video:
+    """The video read last: its range, and its members as far as they have been walked.
 
-    video_id: str
-    pid: int
-    shard: int
-    offset: int  # of the range in its shard
-    data: Any  # the range (a memoryview of a mapped shard, or bytes)
-    members: dict[str, Member]  # by key relative to the video
-    identity: Any  # the shard file's identity (local shards), else None: remote bytes are checked every time
+    Members are parsed lazily, in order, as reads ask for them: the group document is the first, so a read can
+    parse it and start copying the first chunk while the rest of a cold range is still on its way from the disk.
+    """
+
+    def __init__(self, video_id: str, shard: int, offset: int, data: Any, identity: Any, where: str):
+        self.video_id, self.pid, self.shard, self.offset = video_id, os.getpid(), shard, offset
+        self.data = data  # the range (a memoryview of a mapped shard, or bytes)
+        self.identity = identity  # the local shard file's identity, else None: remote bytes are checked every time
+        self.where = where
+        self._view = memoryview(data).cast("B")
+        self._prefix = f"{video_id}/"
+        self._next = 0  # where the next member's local header starts
+        self.members: dict[str, Member] = {}  # by key relative to the video
+
+    def member(self, key: str) -> Member | None:
+        while key not in self.members and self._next < len(self._view):
+            self._step()
+        return self.members.get(key)
+
+    def walked(self) -> dict[str, Member]:
+        """Every member of the range (the range holding nothing else)."""
+        while self._next < len(self._view):
+            self._step()
+        return self.members
+
+    def _step(self) -> None:
+        member = next_member(self._view, self._next, self.offset, self.where)
+        prefix = self._prefix
+        if not member.name.startswith(prefix) or (not self.members and member.name != prefix + META):
+            raise CorruptStoreError(f"{self.where}: the index points at member {member.name!r}; a video's range "
+                                    f"starts with {prefix + META} and holds only its own members")
+        self.members[member.name[len(prefix) :]] = member
+        self._next = member.start + member.size
 
 
 class PackedDataset:
@@ -140,21 +166,14 @@ class PackedDataset:
             raise VideoNotFoundError(f"{self.name}: no video {video_id!r}")
         shard, offset, length = entry
         data, identity = self._range(shard, offset, length)
-        where = f"{self.name}/{self.manifest.shards[shard][0]}: video {video_id!r}"
-        prefix = f"{video_id}/"
-        members = {}
-        for member in walk_members(data, offset, where):
-            if not member.name.startswith(prefix) or (not members and member.name != prefix + META):
-                raise CorruptStoreError(f"{where}: the index points at member {member.name!r}; a video's range "
-                                        f"starts with {prefix + META} and holds only its own members")
-            members[member.name[len(prefix):]] = member
-        current = _Video(video_id, os.getpid(), shard, offset, data, members, identity)
+        current = _Video(video_id, shard, offset, data, identity,
+                         f"{self.name}/{self.manifest.shards[shard][0]}: video {video_id!r}")
         self._current = current
         return current
 
     def _member(self, video: _Video, key: str, where: str, verified: VerifiedChunks | None) -> memoryview:
         """A member's bytes, checked against its zip CRC-32 (once per process where ``verified`` remembers it)."""
-        member = video.members.get(key)
+        member = video.member(key)
         if member is None:
             what = "document" if key.endswith(META) else "chunk"
             raise CorruptStoreError(f"{where}: the {what} is missing from {self.manifest.shards[video.shard][0]} "
@@ -177,13 +196,13 @@ class PackedDataset:
 
     def sizes(self, video_id: str) -> dict[str, int]:
         """Bytes of every member of a video, by key relative to the video."""
-        return {key: member.size for key, member in self._video(video_id).members.items()}
+        return {key: member.size for key, member in self._video(video_id).walked().items()}
 
     def files(self, video_id: str) -> dict[str, bytes]:
         """Every file of a video as a directory store holds it, each checked against its zip CRC-32."""
         video = self._video(video_id)
         where = f"{self.name}: video {video_id!r}"
-        return {key: bytes(self._member(video, key, f"{where}: {key}", None)) for key in video.members}
+        return {key: bytes(self._member(video, key, f"{where}: {key}", None)) for key in list(video.walked())}
 
     def root_file(self) -> bytes:
         """The store's root ``zarr.json`` exactly as packed: the first member of the first shard."""
@@ -194,8 +213,11 @@ class PackedDataset:
         members = walk_members(data, 0, where)
         if [m.name for m in members] != [META]:
             raise CorruptStoreError(f"{where}: starts with {members[0].name!r}; a shard starts with the root {META}")
-        video = _Video("", os.getpid(), 0, 0, data, {META: members[0]}, None)
-        return bytes(self._member(video, META, f"{where}: {META}", None))
+        found = zlib.crc32(memoryview(data)[members[0].start : members[0].start + members[0].size])
+        if found != members[0].crc:
+            raise ChecksumError(f"{where}: {META}: zip CRC-32 {members[0].crc:08x} stored, the bytes give "
+                                f"{found:08x}: the shard is damaged")
+        return bytes(memoryview(data)[members[0].start : members[0].start + members[0].size])
 
     # -- reading chunks ------------------------------------------------------------------------------------------
 
@@ -211,6 +233,8 @@ class PackedDataset:
 
         decoded = sum(len(job.dest) for job in jobs if job.plan.encoding.codec is not None)
         if threads > 1 and len(jobs) > 1 and decoded >= PARALLEL_MIN_BYTES:
+            for job in jobs:
+                video.member(job.key)  # walked here: the walk is not shared among threads
             pool = _thread_pool(threads)
             futures = [pool.submit(one, job) for job in sorted(jobs, key=lambda job: -len(job.dest))]
             wait(futures)  # every job ends before an error is raised: none reads the range after this returns
@@ -224,7 +248,7 @@ class PackedDataset:
         if not job.plan.encoding.checksum:  # format 1: the zip CRC-32 is the chunk's only check
             decode_chunk(job.plan, self._member(video, job.key, where, verified), job.dest, where, verified=True)
             return
-        member = video.members.get(job.key)
+        member = video.member(job.key)
         if member is None:
             self._member(video, job.key, where, verified)  # raises: missing
         identity = None if video.identity is None else (video.identity, video.offset + member.start)
@@ -237,7 +261,7 @@ class PackedDataset:
                   verified: VerifiedChunks) -> np.ndarray:
         """The first ``nbytes`` of a raw chunk as a read-only view of the shard (checked once per process)."""
         video = self._video(video_id)
-        member = video.members.get(key)
+        member = video.member(key)
         if member is None:
             self._member(video, key, where, verified)  # raises: missing
         if member.size != plan.raw_size:
@@ -287,7 +311,7 @@ class _ZarrKeys(Mapping):
         if not rest or not self.dataset.has_video(video_id):
             raise KeyError(key)
         video = self.dataset._video(video_id)
-        if rest not in video.members:
+        if video.member(rest) is None:
             raise KeyError(key)
         return cpu.Buffer.from_bytes(bytes(self.dataset._member(video, rest, f"{self.dataset.name}/{key}", None)))
 

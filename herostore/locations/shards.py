@@ -3,8 +3,8 @@
 Both give the same two reads: a whole small file (the manifest, the index), bounded in size, and a range of a
 shard. Locally, a shard is memory-mapped once per process (again after a fork; a pickled copy carries none), after
 checking that it is a regular file of the size the manifest gives; a range is a slice of the mapping (no copy),
-and a range not yet in the page cache is first announced to the kernel (``POSIX_FADV_WILLNEED``) so that it is
-read in one go rather than page by page. Remotely, a range is one ranged request (fsspec's pool bounds the
+and a range not yet in the page cache is first read into it in sequential pieces (``_bring_in``) rather than
+faulted in page by page. Remotely, a range is one ranged request (fsspec's pool bounds the
 connections per process). Credentials stay in ``storage_options`` and fsspec; no message repeats them.
 """
 
@@ -25,6 +25,7 @@ __all__ = ["LocalFiles", "RemoteFiles"]
 
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+_PIECE = 256 << 10  # bytes per read when bringing a cold range into the page cache
 
 
 def _not_packed(where: str) -> StoreError:
@@ -38,9 +39,10 @@ class LocalFiles:
         self.folder = folder
         self._maps: dict[str, tuple[mmap.mmap, Any]] = {}
         self._pid: int | None = None
+        self._scratch: memoryview | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"folder": self.folder, "_maps": {}, "_pid": None}
+        return {"folder": self.folder, "_maps": {}, "_pid": None, "_scratch": None}
 
     def _open(self, name: str) -> int:
         """A regular file of the folder, opened read-only without following a link or blocking on a FIFO."""
@@ -109,14 +111,17 @@ class LocalFiles:
     def range(self, name: str, size: int, offset: int, length: int) -> tuple[memoryview, Any]:
         """Bytes ``offset .. offset + length`` of a shard as a view of its mapping, and the shard's identity."""
         mapped, identity = self._mapped(name, size)
-        self._announce(name, offset, length)
+        self._bring_in(name, offset, length)
         return memoryview(mapped)[offset : offset + length], identity
 
-    def _announce(self, name: str, offset: int, length: int) -> None:
-        """Ask the kernel to read a range in one go when its first or last page is not cached.
+    def _bring_in(self, name: str, offset: int, length: int) -> None:
+        """Read a range that is not in the page cache into it, in sequential pieces, before it is touched.
 
-        Announcing a cached range costs a walk over its pages (about 65 us for 4.5 MB here), so cached ranges,
-        found with a read that may not wait for the disk, are not announced.
+        One large read, or announcing the whole range (``POSIX_FADV_WILLNEED``), makes the disk deliver it as one
+        request at a time; sequential pieces let the kernel's readahead fetch the rest of the range while the
+        first pieces are read. Measured here on random 4.5 MB ranges of a cold shard: 327 ranges/s in 256 KiB
+        pieces, 194/s announced, 175/s in one read. A cached range (its first and last page, checked with reads
+        that may not wait for the disk) is left alone: that check costs 2 us, the pieces would cost a copy.
         """
         if _RWF_NOWAIT is None:
             return
@@ -125,16 +130,25 @@ class LocalFiles:
         except OSError:
             return
         try:
-            probe = bytearray(1)
-            try:
-                if all(os.preadv(fd, [probe], at, _RWF_NOWAIT) == 1 for at in (offset, offset + length - 1)):
-                    return
-            except OSError:  # EAGAIN: not cached
-                pass
+            if _cached(fd, offset, length):
+                return
+            if self._scratch is None:
+                self._scratch = memoryview(bytearray(_PIECE))
+            end = offset + length
             with contextlib.suppress(OSError):
-                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+                while offset < end and os.preadv(fd, [self._scratch[: min(_PIECE, end - offset)]], offset) > 0:
+                    offset += _PIECE
         finally:
             os.close(fd)
+
+
+def _cached(fd: int, offset: int, length: int) -> bool:
+    """Whether the first and last page of a range are in the page cache (reads that may not wait for the disk)."""
+    probe = bytearray(1)
+    try:
+        return all(os.preadv(fd, [probe], at, _RWF_NOWAIT) == 1 for at in (offset, offset + length - 1))
+    except OSError:  # EAGAIN: not cached
+        return False
 
 
 class RemoteFiles:
