@@ -180,6 +180,54 @@ def cold_shuffled(paths: Sequence[Any], ids: Sequence[str], repeats: int, read_p
                    "median_samples_per_s": len(ids) / float(np.median(s))} for name, s in seconds.items()}
 
 
+def cold_fetch(packed: Path, npy: Path, ids: Sequence[str], rounds: int, evict: Any) -> dict[str, Any]:
+    """Raw cold reads in a shuffled order, nothing decoded: each video's range of the shard fetched four ways (one
+    read; ``POSIX_FADV_WILLNEED`` then one read; sequential 1 MiB reads; sequential 256 KiB reads, what the reader
+    does), and each ``.npy`` file read whole in 256 KiB pieces. Samples/s, best of ``rounds`` (a new order each)."""
+    from herostore.locations.packed import PackedDataset
+
+    dataset = PackedDataset(packed)
+    ranges = {vid: dataset.index().find(vid) for vid in ids}
+    buffer = memoryview(bytearray(max(length for _, _, length in ranges.values())))
+
+    def pieces(fd: int, offset: int, length: int, step: int) -> None:
+        for at in range(0, length, step):
+            os.preadv(fd, [buffer[at : min(at + step, length)]], offset + at)
+
+    def announced(fd: int, offset: int, length: int) -> None:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        os.preadv(fd, [buffer[:length]], offset)
+
+    ways = {"one read": lambda fd, o, n: os.preadv(fd, [buffer[:n]], o), "announced, one read": announced,
+            "1 MiB pieces": lambda fd, o, n: pieces(fd, o, n, 1 << 20),
+            "256 KiB pieces": lambda fd, o, n: pieces(fd, o, n, 256 << 10)}
+    shards = [packed / name for name, _ in dataset.manifest.shards]
+    files = {vid: npy / f"{vid}.npy" for vid in ids}
+    rng = np.random.default_rng(12)
+    rates: dict[str, list[float]] = {name: [] for name in [*ways, "npy files, 256 KiB pieces"]}
+    for _ in range(rounds):
+        order = [ids[i] for i in rng.permutation(len(ids))]
+        for name, way in ways.items():
+            evict(shards)
+            fds = [os.open(shard, os.O_RDONLY) for shard in shards]
+            start = time.perf_counter()
+            for vid in order:
+                shard, offset, length = ranges[vid]
+                way(fds[shard], offset, length)
+            rates[name].append(len(ids) / (time.perf_counter() - start))
+            for fd in fds:
+                os.close(fd)
+        evict(list(files.values()))
+        start = time.perf_counter()
+        for vid in order:
+            fd = os.open(files[vid], os.O_RDONLY)
+            while os.readv(fd, [buffer[: 256 << 10]]):
+                pass
+            os.close(fd)
+        rates["npy files, 256 KiB pieces"].append(len(ids) / (time.perf_counter() - start))
+    return {name: {"samples_per_s": max(r), "median_samples_per_s": float(np.median(r))} for name, r in rates.items()}
+
+
 # -- warm reads, packed vs directory store ------------------------------------------------------------------------
 
 
@@ -363,6 +411,10 @@ def section(r: dict[str, Any]) -> list[str]:
                      f"{shuffled[name]['samples_per_s'] / shuffled['npy']['samples_per_s']:.2f}x | "
                      f"{row.get('dataloader', {}).get('samples_per_s', float('nan')):,.0f} | "
                      f"{p['inodes_per_video'][key]:.3f} |")
+    lines += ["", ("Cold, shuffled, raw reads (nothing decoded) of each video's range of the shard, and of each `.npy` "
+              "file, samples/s best (median):"), "", "| how | samples/s |", "|---|---:|"]
+    for name, m in p["cold_fetch"].items():
+        lines.append(f"| {name} | {m['samples_per_s']:,.0f} ({m['median_samples_per_s']:,.0f}) |")
     w = p["warm_pair"]
     lines += ["", (f"Warm, all modalities, the directory store and the packed dataset in alternating passes "
               f"({w['rounds']} rounds; samples/s best / median; packed ÷ directory: best ÷ best, median of the "

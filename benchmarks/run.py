@@ -400,6 +400,8 @@ def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         "cold_shuffled": bpacked.cold_shuffled([p for p in paths if p.name in ("npy", f"hs-{DEFAULT_PRESET} fast",
                                                                              "hdf5-float16", f"{bpacked.PACKED_KEY} fast")],
                                                ids, 2 * cfg.cold_repeats - 1, read_pass),
+        "cold_fetch": bpacked.cold_fetch(by_key[bpacked.PACKED_KEY].path, by_key["npy"].path, ids,
+                                         2 * cfg.cold_repeats - 1, evict),
         "warm_pair": bpacked.warm_pair(by_key[f"hs-{DEFAULT_PRESET}"].path, by_key[bpacked.PACKED_KEY].path, ids,
                                        rounds=5 * cfg.warm_repeats),
         "throughput": bpacked.pack_throughput(by_key[f"hs-{DEFAULT_PRESET}"].path, root, 2 * cfg.warm_repeats - 1,

@@ -226,7 +226,8 @@ def test_zip64_records_where_needed(tmp_path, monkeypatch):
     data = shard.read_bytes()
     assert data.count(b"PK\x06\x06") == 1 and data.count(b"PK\x06\x07") == 1  # the ZIP64 end records
     with zipfile.ZipFile(shard) as zf:
-        assert zf.testzip() is None and zf.read("long/video_mae/c/0/0") == (source / "long/video_mae/c/0/0").read_bytes()
+        assert zf.testzip() is None
+        assert zf.read("long/video_mae/c/0/0") == (source / "long/video_mae/c/0/0").read_bytes()
     assert_same_reads(open_reader(source), open_reader(target))
 
 
@@ -488,7 +489,8 @@ def test_a_damaged_shard_is_an_error_naming_it(tmp_path):
     with pytest.raises(CorruptStoreError, match=rf"{shard}: {len(good) - 1} bytes, the manifest says {len(good)}"):
         open_reader(target).read("long")
     for offset, error in [(doc.header_offset + 30 + len(doc.filename) + 10, r"video 'long': zarr.json: zip CRC-32"),
-                          (chunk.header_offset + 30 + len(chunk.filename) + 99, "chunk hubert/c/0/0: checksum mismatch"),
+                          (chunk.header_offset + 30 + len(chunk.filename) + 99,
+                           "chunk hubert/c/0/0: checksum mismatch"),
                           (chunk.header_offset + 1, "expected a zip local header"),
                           (chunk.header_offset + 8, "flags .* method"),
                           (chunk.header_offset + 20, "runs past the end|stores \\d+ bytes for"),

@@ -4,8 +4,9 @@ Opening reads the manifest and the index once (the index must match the crc32c t
 must lie inside its shard). Reading a video finds it in the index (a binary search: the cost does not grow with
 the number of videos), takes its range in one read (``shards``: a slice of the shard memory-mapped once per
 process, or one ranged request), walks the zip local headers inside it as far as the read needs, checks that
-they are this video's members, and decodes the chunks a read asks for with the chunk engine. The video read last stays cached, so
-``video_document`` then ``fill`` (what ``ZarrReader.read`` does) cost one read, one request remotely.
+they are this video's members, and decodes the chunks a read asks for with the chunk engine. The video read last
+stays cached, so ``video_document`` then ``fill`` (what ``ZarrReader.read`` does) cost one read, one request
+remotely.
 
 Metadata members are checked against their zip CRC-32 on every read; chunks against their crc32c (format 2) or
 their zip CRC-32 (format 1), once per process for a local shard (by the shard file's identity and the offset).
@@ -52,8 +53,8 @@ def is_packed(path: str | os.PathLike, storage_options: Mapping[str, Any] | None
 class _Video:
     """The video read last: its range, and its members as far as they have been walked.
 
-    Members are parsed lazily, in order, as reads ask for them: the group document is the first, so a read can
-    parse it and start copying the first chunk while the rest of a cold range is still on its way from the disk.
+    Members are parsed lazily, in order, as reads ask for them: the group document comes first, and a read of a
+    few modalities does not parse the headers of the members after the last one it needs.
     """
 
     def __init__(self, video_id: str, shard: int, offset: int, data: Any, identity: Any, where: str):
