@@ -92,7 +92,40 @@ class MemorySource:
         return ZarrReader(url, **options)
 
 
-SOURCES = [LocalSource, MemorySource]
+class PackedSource:
+    """The same store packed (``herostore pack``) into shards small enough that videos spread over several."""
+
+    name = "packed"
+    shard_size = 1 << 20
+
+    def __init__(self):
+        self.count = 0
+
+    def pack(self, store_path: Path) -> Path:
+        from herostore.pack import pack
+
+        self.count += 1
+        root = store_path.parent / f"{store_path.name}-packed-{self.count}"
+        assert pack(store_path, root, shard_size=self.shard_size, workers=1, progress=False).ok
+        return root / "features"
+
+    def open(self, store_path: Path, **options) -> ZarrReader:
+        return ZarrReader(self.pack(store_path), **options)
+
+
+class PackedMemorySource(MemorySource, PackedSource):
+    """A packed dataset as objects on an fsspec filesystem: one ranged read per sample."""
+
+    name = "packed-memory"
+
+    def open(self, store_path: Path, **options) -> ZarrReader:
+        packed = self.pack(store_path)
+        url = f"memory://herostore-packed-{self.count}/features"
+        self.fs.put(str(packed), url.removeprefix("memory:/"), recursive=True)
+        return ZarrReader(url, **options)
+
+
+SOURCES = [LocalSource, MemorySource, PackedSource, PackedMemorySource]
 
 
 @pytest.fixture(params=SOURCES, ids=lambda s: s.name)
