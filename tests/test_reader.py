@@ -549,3 +549,25 @@ def test_fork_inherits_a_used_reader(store_factory):
     process.join(60)
     assert process.exitcode == 0
     assert sums == [float(expected.astype(np.float64).sum())] * 2
+
+
+def test_a_failing_chunk_waits_for_the_other_threads_before_files_are_closed(store_factory, monkeypatch):
+    import time
+
+    monkeypatch.setattr(chunk_files_module, "PARALLEL_MIN_BYTES", 0)
+    store = store_factory("float16-lz4", n=0)
+    add_odd_videos(store)
+    still_open = []
+    real = chunk_files_module.fill_one
+
+    def slow_or_failing(job, fd, where, verified):
+        if job.plan.name == "bert":
+            raise CorruptStoreError(f"{where(job)}: fails first")
+        time.sleep(0.2)
+        still_open.append(os.fstat(fd) is not None)  # raises if the caller closed it meanwhile
+        return real(job, fd, where, verified)
+
+    monkeypatch.setattr(chunk_files_module, "fill_one", slow_or_failing)
+    with pytest.raises(CorruptStoreError, match="fails first"):
+        ZarrReader(store.path, threads=3).read("long")
+    assert still_open and all(still_open)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import wait
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from ..layout import META
 from ..packlayout import MANIFEST, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES, Manifest, PackIndex, parse_manifest
 from ..read.engine import ArrayPlan, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
 from ..ziprecords import LOCAL_HEADER_BYTES, Member, member_extent, next_member, walk_members
-from .chunk_files import PARALLEL_MIN_BYTES, _thread_pool
+from .chunk_files import PARALLEL_MIN_BYTES, thread_pool, run_all
 from .shards import LocalFiles, RemoteFiles
 
 __all__ = ["PackedDataset"]
@@ -220,11 +220,7 @@ class PackedDataset:
         if threads > 1 and len(jobs) > 1 and decoded >= PARALLEL_MIN_BYTES:
             for job in jobs:
                 video.member(job.key)  # walked here: the walk is not shared among threads
-            pool = _thread_pool(threads)
-            futures = [pool.submit(one, job) for job in sorted(jobs, key=lambda job: -len(job.dest))]
-            wait(futures)  # every job ends before an error is raised: none reads the range after this returns
-            for future in futures:
-                future.result()
+            run_all(thread_pool(threads), [partial(one, job) for job in sorted(jobs, key=lambda job: -len(job.dest))])
         else:
             for job in jobs:
                 one(job)
