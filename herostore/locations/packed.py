@@ -28,7 +28,7 @@ from ..layout import META
 from ..packlayout import MANIFEST, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES, Manifest, PackIndex, parse_manifest
 from ..read.engine import ArrayPlan, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
 from ..ziprecords import LOCAL_HEADER_BYTES, Member, member_extent, next_member, walk_members
-from .chunk_files import PARALLEL_MIN_BYTES, thread_pool, run_all
+from .chunk_files import PARALLEL_MIN_BYTES, run_all, thread_pool
 from .shards import LocalFiles, RemoteFiles
 
 __all__ = ["PackedDataset"]
