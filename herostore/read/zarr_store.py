@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidVideoIdError
-from ..layout import StoreInfo, VideoMeta, check_video_id, parse_root, parse_video
+from ..errors import CorruptStoreError, InvalidVideoIdError
+from ..layout import META, StoreInfo, VideoMeta, check_video_id, parse_json, parse_root, parse_video
 from ..schema import check_modalities
-from .engine import VERIFIED, ArrayPlan, ChunkJob, plan_array
+from .engine import VERIFIED, ArrayPlan, ChunkJob, VerifiedChunks, plan_array
 from .protocol import VideoRecord, check_max_rows, check_threads, default_threads
 
 __all__ = ["MMAP_MIN_BYTES", "ZarrReader"]
@@ -30,6 +30,9 @@ __all__ = ["MMAP_MIN_BYTES", "ZarrReader"]
 # Uncompressed one-chunk arrays at least this large are memory-mapped when zero_copy is asked for; smaller ones
 # are read into the output (faster than mmap + munmap + page faults for small files).
 MMAP_MIN_BYTES = 256 * 1024
+# Arrays whose own zarr.json this process found equal to their consolidated copy, by store, video, the hash of
+# the video document and array: reading them again skips the comparison.
+AGREED = VerifiedChunks(limit=1 << 16)
 
 
 class ZarrReader:
@@ -90,7 +93,30 @@ class ZarrReader:
 
     def video_meta(self, video_id: str) -> VideoMeta:
         """The video's parsed ``zarr.json`` (transcript, notes, array metadata)."""
-        return parse_video(self.location.video_document(check_video_id(video_id)), self.location.name, video_id)
+        return self._video(video_id)[0]
+
+    def _video(self, video_id: str) -> tuple[VideoMeta, int]:
+        document = self.location.video_document(check_video_id(video_id))
+        return parse_video(document, self.location.name, video_id), hash(document)
+
+    def _check_array_document(self, meta: VideoMeta, document: int, name: str) -> None:
+        """The array's own ``zarr.json`` must say what its consolidated copy says (checked once per process and
+        video document). The reader plans from the consolidated copy: an edit of that copy alone (a shape grown
+        into the last chunk's padding, a byte order) would otherwise change the data read without an error."""
+        identity = (self.location.name, meta.video_id, document, name)
+        read_key = getattr(self.location, "read_key", None)
+        if read_key is None or identity in AGREED:
+            return
+        where = f"{self.location.name}: video {meta.video_id!r}, modality {name!r}"
+        key = f"{name}/{META}"
+        try:
+            own = parse_json(read_key(meta.video_id, key), f"{where}: {key}")
+        except FileNotFoundError:
+            raise CorruptStoreError(f"{where}: {key} is missing") from None
+        if own != meta.arrays[name]:
+            raise CorruptStoreError(f"{where}: {key} disagrees with the consolidated metadata in {META} (edited "
+                                    "or damaged)")
+        AGREED.add(identity)
 
     def plan(self, meta: VideoMeta, modality: str) -> ArrayPlan:
         where = f"{self.location.name}: video {meta.video_id!r}"
@@ -107,7 +133,7 @@ class ZarrReader:
             from .reference import read_with_zarr_python
 
             return read_with_zarr_python(self.location, video_id, wanted, limits)
-        meta = self.video_meta(video_id)
+        meta, document = self._video(video_id)
         arrays: dict[str, np.ndarray] = {}
         jobs: list[ChunkJob] = []
         swapped: list[np.ndarray] = []
@@ -115,6 +141,7 @@ class ZarrReader:
             if key not in meta.arrays:
                 continue
             plan = self.plan(meta, key)
+            self._check_array_document(meta, document, key)
             arrays[key], array_jobs = self._prepare(video_id, plan, limits.get(key))
             jobs += array_jobs
             if array_jobs and not plan.encoding.stored.isnative:
