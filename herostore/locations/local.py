@@ -62,13 +62,17 @@ class LocalDirectory:
     # -- listing -------------------------------------------------------------------------------------------------
 
     def read_root(self) -> bytes:
-        """The root ``zarr.json``; a ``StoreError`` if there is none."""
+        """The root ``zarr.json`` (a regular file, never a link, FIFO or device); a ``StoreError`` if there is none."""
         try:
-            return (self.path / META).read_bytes()
+            fd = self._open(META)
         except (FileNotFoundError, NotADirectoryError):
             raise StoreError(f"{self.name}: not a herostore store (no {META}); expected a store root") from None
-        except IsADirectoryError:
-            raise StoreError(f"{self.name}/{META}: a folder, expected the store's root document") from None
+        except Refused as exc:
+            raise StoreError(f"{self.name}/{META} {exc}; expected the store's root document") from None
+        try:
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
 
     def _folders(self) -> list[tuple[str, bool]]:
         with os.scandir(self.path) as entries:
@@ -141,7 +145,10 @@ class LocalDirectory:
 
     def _open(self, relative: str) -> int:
         """A regular file beneath the store, opened read-only without following links or blocking."""
-        fd = beneath.open_beneath(self._root(), relative)
+        try:
+            fd = beneath.open_beneath(self._root(), relative)
+        except NotADirectoryError:
+            raise Refused("is below a file where a folder should be") from None
         try:
             mode = os.fstat(fd).st_mode
         except OSError:
