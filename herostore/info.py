@@ -19,7 +19,8 @@ __all__ = ["render_info", "store_info"]
 def store_info(path: str | os.PathLike) -> dict[str, Any]:
     """Videos, bytes stored per modality, ratio against float32, sequence lengths and counted notes.
 
-    A video whose metadata cannot be read is counted under ``unreadable`` (``herostore validate`` says why).
+    A video whose metadata cannot be read, or describes an array herostore's reader refuses, is counted under
+    ``unreadable`` (``herostore validate`` says why).
     """
     store = FeatureStore(resolve_features(path))
     reader = store.reader()
@@ -33,6 +34,7 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
     for vid in video_ids:
         try:
             meta = reader.video_meta(vid)
+            shapes = {key: reader.plan(meta, key).shape for key in meta.arrays}  # what the reader would accept
             sizes = store.location.sizes(vid)
         except (HerostoreError, OSError):
             unreadable.append(vid)
@@ -44,8 +46,7 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
                 disk[modality] += size
             else:
                 meta_bytes += size
-        for key, array in meta.arrays.items():
-            shape = [int(n) for n in array["shape"]]
+        for key, shape in shapes.items():
             lengths[key].append(shape[0])
             raw[key] += int(np.prod(shape)) * SPEC_DTYPE.itemsize
     modalities = {}

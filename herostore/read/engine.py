@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import ChecksumError, CorruptStoreError
 from ..presets import Preset
 
-__all__ = ["MAX_ARRAY_BYTES", "VERIFIED", "ArrayPlan", "ChunkJob", "VerifiedChunks", "crc32c", "decode_chunk",
-           "plan_array"]
+__all__ = ["MAX_ARRAY_BYTES", "VERIFIED", "ArrayPlan", "ChunkJob", "VerifiedChunks", "check_encoded", "crc32c",
+           "decode_chunk", "plan_array"]
 
 CRC_BYTES = 4
 MAX_ARRAY_BYTES = 1 << 34  # 16 GiB: no feature array is larger; a bigger shape is edited metadata
@@ -106,8 +106,8 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
         grid = meta["chunk_grid"]
         chunks = tuple(int(n) for n in grid["configuration"]["chunk_shape"])
         encoding = _encoding(_encoding_key(meta))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CorruptStoreError(f"{here}: array metadata herostore does not write ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise CorruptStoreError(f"{here}: array metadata herostore does not write ({str(exc)[:200]})") from None
     if meta.get("zarr_format") != 3 or meta.get("storage_transformers") or grid.get("name") != "regular":
         raise CorruptStoreError(f"{here}: not a regular-grid Zarr v3 array as herostore writes")
     if len(shape) not in (2, 3) or min(shape) < 1 or len(chunks) != len(shape) or chunks[1:] != shape[1:] \
@@ -160,13 +160,13 @@ def _encoding(key: str) -> _Encoding:
     return _Encoding(stored, native, codec, checksum)
 
 
-def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, verified: bool = False) -> None:
-    """Fill ``dest`` (the first bytes of the chunk's decoded rows) from the chunk's encoded bytes ``data``.
-
-    The size is checked, then the checksum (unless ``verified``: this chunk's bytes were checked before), and
-    only then does a decoder see the bytes.
-    """
+def check_encoded(plan: ArrayPlan, data: Any, where: str, *, verified: bool = False) -> memoryview:
+    """A chunk's payload (its bytes less the checksum), once everything that can be checked without decoding holds:
+    a raw chunk's exact size, the checksum (unless ``verified``: checked before), a Blosc header that promises
+    exactly this chunk's decoded size and its own length."""
     view = memoryview(data).cast("B")
+    if plan.raw_size is not None and len(view) != plan.raw_size:
+        raise CorruptStoreError(f"{where}: chunk holds {len(view)} bytes, expected {plan.raw_size}")
     payload = view
     if plan.encoding.checksum:
         if len(view) < CRC_BYTES:
@@ -174,13 +174,21 @@ def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, ve
         payload = view[:-CRC_BYTES]
         if not verified:
             check_crc(payload, view[-CRC_BYTES:], where)
+    if plan.encoding.codec is not None:
+        _check_blosc_header(payload, plan.chunk_bytes, where)
+    return payload
+
+
+def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, verified: bool = False) -> None:
+    """Fill ``dest`` (the first bytes of the chunk's decoded rows) from the chunk's encoded bytes ``data``.
+
+    The bytes are checked first (``check_encoded``); only then does a decoder see them.
+    """
+    payload = check_encoded(plan, data, where, verified=verified)
     codec = plan.encoding.codec
     if codec is None:
-        if len(payload) != plan.chunk_bytes:
-            raise CorruptStoreError(f"{where}: chunk holds {len(payload)} bytes, expected {plan.chunk_bytes}")
         dest[:] = payload[: len(dest)]
         return
-    _check_blosc_header(payload, plan.chunk_bytes, where)
     try:
         if len(dest) == plan.chunk_bytes:
             codec.decode(payload, out=dest)
