@@ -152,6 +152,15 @@ def test_format_1_shape_edited_in_the_consolidated_metadata_is_an_error(tmp_path
         open_reader(tmp_path / "raw").read("video_1")
 
 
+def test_an_extension_field_in_array_metadata_is_refused(store):
+    """Found with a byte order edited in both copies: zarr-python refuses the extension field, herostore read on."""
+    _edit(store.path / "v1" / "bert" / "zarr.json", lambda m: m.update(extra={"must_understand": True}))
+    _consolidated(store, "v1", "bert", lambda m: m.update(extra={"must_understand": True}))
+    with pytest.raises(CorruptStoreError, match=r"video 'v1', modality 'bert': array metadata fields \['extra'\] "
+                                                "that herostore never writes"):
+        ZarrReader(store.path).read("v1", ["bert"])
+
+
 def test_an_array_left_out_of_the_modalities_list_is_an_error_not_a_missing_array(store):
     _edit(store.path / "v0" / "zarr.json", lambda d: d["attributes"]["herostore"]["modalities"].remove("au"))
     with pytest.raises(CorruptStoreError, match=r"video 'v0': zarr.json holds the metadata of 'au' but lists"):

@@ -30,6 +30,8 @@ CRC_BYTES = 4
 MAX_ARRAY_BYTES = 1 << 34  # 16 GiB: no feature array is larger; a bigger shape is edited metadata
 _DTYPES = ("float16", "float32", "float64")
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+_ARRAY_FIELDS = frozenset({"zarr_format", "node_type", "shape", "data_type", "chunk_grid", "chunk_key_encoding",
+                           "fill_value", "codecs", "attributes", "storage_transformers", "dimension_names"})
 _BLOSC_HEADER = 16
 
 
@@ -108,6 +110,10 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
         encoding = _encoding(_encoding_key(meta))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CorruptStoreError(f"{here}: array metadata herostore does not write ({str(exc)[:200]})") from None
+    unknown = sorted(str(key)[:50] for key in meta if key not in _ARRAY_FIELDS)
+    if unknown:
+        raise CorruptStoreError(f"{here}: array metadata fields {unknown[:5]} that herostore never writes (an "
+                                "extension it cannot read, or an edit)")
     if meta.get("zarr_format") != 3 or meta.get("storage_transformers") or grid.get("name") != "regular":
         raise CorruptStoreError(f"{here}: not a regular-grid Zarr v3 array as herostore writes")
     if len(shape) not in (2, 3) or min(shape) < 1 or len(chunks) != len(shape) or chunks[1:] != shape[1:] \
