@@ -158,6 +158,8 @@ class Campaign:
     errors: Counter = field(default_factory=Counter)  # errors of the first step by message shape: what is reached
     undetectable: Counter = field(default_factory=Counter)  # cases with an undetectable outcome, by mutation kinds
     examples: dict[str, list[str]] = field(default_factory=dict)  # a few of those cases per kinds
+    drawn: Counter = field(default_factory=Counter)  # cases drawn for the reference: (zarr-python, herostore read)
+    remade: list[str] = field(default_factory=list)  # mutations that could not be made: their cases were made again
     cases: int = 0
     seconds: float = 0.0
 
@@ -171,6 +173,8 @@ class Campaign:
             if outcome in BAD and step not in UNJUDGED:
                 self.bad.append({"id": case["id"], "what": case["what"], "step": step, "outcome": outcome,
                                  "detail": detail})
+        if case.get("reference") and "reference" in results and "read" in results:
+            self.drawn[f"zarr-python {results['reference'][0]}, herostore {results['read'][0]}"] += 1
         if any(r[0] == UNDETECTABLE for r in results.values()):
             kinds = f"format {case.get('format')}: {'+'.join(sorted(set(case.get('kinds', []))))}"
             self.undetectable[kinds] += 1
@@ -180,7 +184,8 @@ class Campaign:
                 shown.append(f"case {case['id']} ({case['what']}): {steps}")
 
     def summary(self) -> str:
-        lines = [f"{self.cases} cases in {self.seconds:.1f} s ({self.cases / max(self.seconds, 1e-9):.1f}/s)"]
+        lines = [f"{self.cases} cases in {self.seconds:.1f} s ({self.cases / max(self.seconds, 1e-9):.1f}/s)"
+                 + (f"; {len(self.remade)} made again (a mutation could not be made)" if self.remade else "")]
         for step, counts in self.counts.items():
             shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             note = " (reference, not judged)" if step in UNJUDGED else ""
@@ -188,6 +193,9 @@ class Campaign:
         if self.undetectable:
             lines.append(f"  cases with an undetectable outcome, by mutation kind ({sum(self.undetectable.values())}):")
             lines += [f"    {count:>6}  {what}" for what, count in self.undetectable.most_common()]
+        if self.drawn:
+            lines.append(f"  cases drawn for the reference read ({sum(self.drawn.values())}):")
+            lines += [f"    {count:>6}  {what}" for what, count in self.drawn.most_common()]
         lines += [f"  BAD {b['outcome']} in {b['step']}: case {b['id']} ({b['what']}): {b['detail'][:300]}"
                   for b in self.bad[:30]]
         return "\n".join(lines)
@@ -196,6 +204,7 @@ class Campaign:
         return {"cases": self.cases, "seconds": round(self.seconds, 1),
                 "counts": {k: dict(v) for k, v in self.counts.items()}, "bad": self.bad,
                 "undetectable": dict(self.undetectable.most_common()), "examples": self.examples,
+                "reference_drawn": dict(self.drawn.most_common()), "remade": self.remade,
                 "errors": dict(self.errors.most_common())}
 
 
@@ -385,10 +394,13 @@ def run_store_campaign(cases: int, *, seed: int = 0, workers: int = 2, work: str
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     seeds = build_seeds(work / "seeds")
+    remade: list[str] = []
     generated = store_mutate.cases(cases, seed=seed, work=work, seeds=seeds, steps=steps or STORE_STEPS,
-                                   reference_share=reference_share)
-    return drive(generated, kinds=("store",), workers=workers, work=work, timeout=timeout, mem_gib=mem_gib,
-                 keep=keep, keep_case=store_steps.keep_case, follow_up=finalize_store)
+                                   reference_share=reference_share, failures=remade)
+    campaign = drive(generated, kinds=("store",), workers=workers, work=work, timeout=timeout, mem_gib=mem_gib,
+                     keep=keep, keep_case=store_steps.keep_case, follow_up=finalize_store)
+    campaign.remade = remade
+    return campaign
 
 
 if __name__ == "__main__":
