@@ -22,6 +22,7 @@ import stat
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,10 @@ class LocalDirectory:
         self.name = str(self.path)
         self._root_fd: int | None = None
         self._pid: int | None = None
+        self._closer: weakref.finalize | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "name": self.name, "_root_fd": None, "_pid": None}
+        return {"path": self.path, "name": self.name, "_root_fd": None, "_pid": None, "_closer": None}
 
     def __repr__(self) -> str:
         return f"LocalDirectory({self.name!r})"
@@ -139,8 +141,11 @@ class LocalDirectory:
     def _root(self) -> int:
         """This process's descriptor of the store folder (opened again after a fork)."""
         if self._pid != os.getpid() or self._root_fd is None:
+            if self._closer is not None:
+                self._closer.detach()  # another process's descriptor: never closed here, whatever its number is now
             self._root_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._pid = os.getpid()
+            self._closer = weakref.finalize(self, os.close, self._root_fd)  # closed when the location is dropped
         return self._root_fd
 
     def _open(self, relative: str) -> int:

@@ -104,9 +104,9 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
     """
     here = f"{where}, modality {name!r}"
     try:
-        shape = tuple(int(n) for n in meta["shape"])
+        shape = _integers(meta["shape"], "shape")
         grid = meta["chunk_grid"]
-        chunks = tuple(int(n) for n in grid["configuration"]["chunk_shape"])
+        chunks = _integers(grid["configuration"]["chunk_shape"], "chunk shape")
         encoding = _encoding(_encoding_key(meta))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CorruptStoreError(f"{here}: array metadata herostore does not write ({str(exc)[:200]})") from None
@@ -116,6 +116,9 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
                                 "extension it cannot read, or an edit)")
     if meta.get("zarr_format") != 3 or meta.get("storage_transformers") or grid.get("name") != "regular":
         raise CorruptStoreError(f"{here}: not a regular-grid Zarr v3 array as herostore writes")
+    fill = meta.get("fill_value")
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or fill != 0:
+        raise CorruptStoreError(f"{here}: fill value {str(fill)[:50]!r}; herostore writes 0 (and every chunk)")
     if len(shape) not in (2, 3) or min(shape) < 1 or len(chunks) != len(shape) or chunks[1:] != shape[1:] \
             or not 1 <= chunks[0]:
         raise CorruptStoreError(f"{here}: shape {list(shape)} with chunks {list(chunks)}; herostore writes [T, D] "
@@ -131,6 +134,13 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
         raise CorruptStoreError(f"{here}: {shape[0]} rows in chunks of {chunks[0]}; herostore cuts {shape[0]} rows "
                                 f"into chunks of {preset.rows_per_chunk(shape[0])} (the shape or chunking was edited)")
     return ArrayPlan(name, shape, chunks[0], encoding)
+
+
+def _integers(values: Any, what: str) -> tuple[int, ...]:
+    """A JSON list of integers (not floats, not booleans, which ``int()`` would quietly accept)."""
+    if not isinstance(values, list) or not all(type(v) is int for v in values):
+        raise ValueError(f"{what} {str(values)[:80]} is not a list of integers")
+    return tuple(values)
 
 
 def _encoding_key(meta: Mapping[str, Any]) -> str:
