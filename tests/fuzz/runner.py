@@ -11,10 +11,11 @@ What a case is and what its steps do depends on its kind: ``npy_steps`` (a fuzze
 
 - ``ok``: it completed and what it returned is right (for a store: bit-exact the data read before the mutation);
 - ``error``: a herostore error, one bounded line naming the file (for a store: the store, and the video read);
-- ``undetectable`` (stores only): different data without an error, where every mutation of the case changed only
-  what the store's format does not protect (``store_mutate.UNPROTECTED``) and zarr-python, reading the mutated store through
-  its per-array metadata, returns exactly the same data: the store is a different valid store, not a damaged one.
-  Counted and reported, never mixed with ``ok``;
+- ``undetectable`` (stores only): different data without an error, where zarr-python, reading the mutated store
+  through its per-array metadata, returns exactly the same data, and only what the store's format does not protect
+  was mutated: every mutation of the case is of a kind in ``store_mutate.UNPROTECTED``, or the item is a
+  transcript or notes and a mutation changed the video's text. The store is a different valid store, not a
+  damaged one. Counted and reported, never mixed with ``ok``;
 - the bad outcomes ``BAD``: ``crash`` (killed by a signal), ``hang`` (over the time limit), ``oom``
   (MemoryError), ``traceback`` (any other exception, or an error message that does not name the file or is not one
   bounded line) and ``wrong`` (different data without an error, or a broken promise).
@@ -367,20 +368,28 @@ STORE_STEPS = ["read", "validate", "info", "dataset", "verify"]
 def finalize_store(case: dict[str, Any], results: dict[str, list[Any]],
                    run: Callable[[list[str]], dict[str, list[Any]]]) -> None:
     """Run the reference read where a step returned different data (and on the cases drawn for it), then give
-    ``undetectable`` to each such step whose every differing item zarr-python reads the same, when every mutation
-    of the case is of a kind the case's format does not protect (``store_mutate.UNPROTECTED``)."""
+    ``undetectable`` to each such step whose every differing item zarr-python reads the same and that only
+    mutations the format cannot protect could have changed: any item when every mutation of the case is of a kind
+    the case's format does not protect (``store_mutate.UNPROTECTED``); a transcript or notes also when a mutation
+    changed the video's text."""
+    from .store_mutate import UNPROTECTED
+
     if not case["reference"] and not any(r[0] == "wrong" for r in results.values()):
         return
     results.update(run(["reference"]))
     reference = results["reference"]
-    from .store_mutate import UNPROTECTED
-
-    if not set(case["kinds"]) <= UNPROTECTED[case["format"]] or reference[0] in BAD and not reference[2]:
+    if reference[0] in BAD and not reference[2]:
         return
-    evidence = reference[2]
+    kinds = set(case["kinds"])
+    unprotected = kinds <= UNPROTECTED[case["format"]]
+    text = any("text" in kind.split("+") for kind in kinds)
+
+    def excused(key: str, digest: str) -> bool:
+        is_text = key.endswith(("|transcript", "|notes"))
+        return reference[2].get(key) == digest and (unprotected or (text and is_text))
+
     for step, (outcome, detail, found) in list(results.items()):
-        if step not in UNJUDGED and outcome == "wrong" and found and all(evidence.get(k) == v
-                                                                         for k, v in found.items()):
+        if step not in UNJUDGED and outcome == "wrong" and found and all(excused(k, v) for k, v in found.items()):
             results[step] = [UNDETECTABLE, detail, found]
 
 

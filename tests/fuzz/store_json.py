@@ -5,7 +5,8 @@ version, preset, statistics), and JSON that strict parsers reject or read differ
 byte-order mark, UTF-16, duplicate keys, bad UTF-8, trailing data).
 
 An array is edited in its consolidated copy, in its own ``zarr.json``, or in both the same way (``consistent-meta``);
-``text_only`` tells whether two video documents differ only in transcript, notes or deviations (``text``).
+``doc_kind`` tells whether two video documents differ in transcript, notes or deviations (``text``), in the rest
+(``meta``), or in both (``meta+text``).
 """
 
 from __future__ import annotations
@@ -301,12 +302,21 @@ def _load(path: Path) -> Any:
         return None
 
 
-def text_only(old: bytes, new: bytes) -> str:
-    """``text`` when two video documents differ only in the transcript, notes or deviations; else ``meta``."""
+def doc_kind(old: bytes, new: bytes) -> str:
+    """What a byte mutation changed in a video document: ``text`` (only transcript, notes or deviations), ``meta``
+    (only the rest, or it no longer parses) or ``meta+text`` (both)."""
     before, after = _load_bytes(old), _load_bytes(new)
     if not isinstance(before, dict) or not isinstance(after, dict):
         return "meta"
-    return "text" if _without_text(before) == _without_text(after) else "meta"
+    rest = _without_text(before) != _without_text(after)
+    text = _text(before) != _text(after)
+    return "meta+text" if rest and text else "meta" if rest else "text"
+
+
+def _text(document: dict[str, Any]) -> Any:
+    attrs = document.get("attributes") if isinstance(document.get("attributes"), dict) else {}
+    info = attrs.get("herostore") if isinstance(attrs.get("herostore"), dict) else {}
+    return attrs.get("transcript"), {k: v for k, v in info.items() if k != "modalities"}
 
 
 def _load_bytes(data: bytes) -> Any:

@@ -5,7 +5,8 @@ times) and mutates its store one to three times. Each mutation has a kind, which
 
 - ``chunk-bytes``: bytes of a chunk file (bit flips, overwrites, truncation, extension, zeros, ...);
 - ``text``: only a video's transcript, notes or deviations changed (byte mutations of a video's ``zarr.json``
-  are given this kind only when the documents before and after differ in nothing else);
+  are given this kind only when the documents before and after differ in nothing else, ``meta+text`` when they
+  differ in both);
 - ``meta``: any other change of what a ``zarr.json`` says (root, video or array; consolidated metadata and the
   array's own document edited apart, so they disagree), or a document that no longer parses;
 - ``consistent-meta``: the same edit to an array's consolidated metadata and to its own ``zarr.json``;
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .store_files import Files, Mutation, catalogue, rel
-from .store_json import JsonEdits, text_only
+from .store_json import JsonEdits, doc_kind
 from .store_seeds import StoreSeed
 
 __all__ = ["UNPROTECTED", "Files", "Mutation", "StoreMutator", "cases", "catalogue"]
@@ -152,7 +153,7 @@ class StoreMutator(JsonEdits):
         old = doc.read_bytes()
         new, what = self._bytes_op(old)
         doc.write_bytes(new)
-        kind = text_only(old, new) if doc in files.group_docs else "meta"
+        kind = doc_kind(old, new) if doc in files.group_docs else "meta"
         return Mutation(kind, f"{rel(doc, files.store)}: {what}")
 
     # -- JSON edits -----------------------------------------------------------------------------------------------
