@@ -150,8 +150,9 @@ class LocalDirectory:
 
     def _open(self, relative: str) -> int:
         """A regular file beneath the store, opened read-only without following links or blocking."""
+        root = self._root()  # a store path that is not a folder raises here, as itself
         try:
-            fd = beneath.open_beneath(self._root(), relative)
+            fd = beneath.open_beneath(root, relative)
         except NotADirectoryError:
             raise Refused("is below a file where a folder should be") from None
         try:
