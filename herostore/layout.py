@@ -192,8 +192,8 @@ def parse_video(data: bytes, source: str, video_id: str) -> VideoMeta:
     """Check a video group's ``zarr.json``; anything a herostore writer never produces is a ``CorruptStoreError``."""
     where = f"{source}: video {video_id!r}"
     document = parse_json(data, f"{where} ({META})")
-    if not isinstance(document, dict) or document.get("node_type") != "group":
-        raise CorruptStoreError(f"{where}: {META} is not a Zarr group document")
+    if not isinstance(document, dict) or document.get("node_type") != "group" or document.get("zarr_format") != 3:
+        raise CorruptStoreError(f"{where}: {META} is not a Zarr v3 group document")
     attributes = document.get("attributes")
     attributes = attributes if isinstance(attributes, dict) else {}
     transcript = attributes.get(TRANSCRIPT_KEY)

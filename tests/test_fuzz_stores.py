@@ -188,6 +188,13 @@ def test_metadata_zarr_python_refuses_is_refused_in_both_copies(store, edit, fou
         ZarrReader(store.path).read("v0", ["video_mae"])
 
 
+def test_a_video_document_of_another_zarr_format_is_refused(store):
+    """Found by the oracle: zarr-python (v3) finds no group there, herostore read it as before."""
+    _edit(store.path / "v1" / "zarr.json", lambda d: d.update(zarr_format=2))
+    with pytest.raises(CorruptStoreError, match=r"video 'v1': zarr.json is not a Zarr v3 group document"):
+        ZarrReader(store.path).read("v1")
+
+
 def test_an_array_left_out_of_the_modalities_list_is_an_error_not_a_missing_array(store):
     _edit(store.path / "v0" / "zarr.json", lambda d: d["attributes"]["herostore"]["modalities"].remove("au"))
     with pytest.raises(CorruptStoreError, match=r"video 'v0': zarr.json holds the metadata of 'au' but lists"):

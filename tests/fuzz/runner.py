@@ -161,6 +161,7 @@ class Campaign:
     examples: dict[str, list[str]] = field(default_factory=dict)  # a few of those cases per kinds
     drawn: Counter = field(default_factory=Counter)  # cases drawn for the reference: (zarr-python, herostore read)
     remade: list[str] = field(default_factory=list)  # mutations that could not be made: their cases were made again
+    by_kind: dict[str, Counter] = field(default_factory=dict)  # the first step's outcomes by mutation kind in the case
     cases: int = 0
     seconds: float = 0.0
 
@@ -174,8 +175,15 @@ class Campaign:
             if outcome in BAD and step not in UNJUDGED:
                 self.bad.append({"id": case["id"], "what": case["what"], "step": step, "outcome": outcome,
                                  "detail": detail})
+        for kind in sorted(set(case.get("kinds", []))):
+            key = f"format {case.get('format')}: {kind}"
+            self.by_kind.setdefault(key, Counter())[results.get(first, ["none"])[0]] += 1
         if case.get("reference") and "reference" in results and "read" in results:
-            self.drawn[f"zarr-python {results['reference'][0]}, herostore {results['read'][0]}"] += 1
+            drawn = f"zarr-python {results['reference'][0]}, herostore {results['read'][0]}"
+            self.drawn[drawn] += 1
+            shown = self.examples.setdefault(f"reference drawn: {drawn}", [])
+            if len(shown) < 5:
+                shown.append(f"case {case['id']} ({case['what']})")
         if any(r[0] == UNDETECTABLE for r in results.values()):
             kinds = f"format {case.get('format')}: {'+'.join(sorted(set(case.get('kinds', []))))}"
             self.undetectable[kinds] += 1
@@ -194,6 +202,10 @@ class Campaign:
         if self.undetectable:
             lines.append(f"  cases with an undetectable outcome, by mutation kind ({sum(self.undetectable.values())}):")
             lines += [f"    {count:>6}  {what}" for what, count in self.undetectable.most_common()]
+        if self.by_kind:
+            lines.append(f"  {case_step(self)} outcomes by a mutation kind the case holds:")
+            lines += [f"    {what:<28} " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+                      for what, c in sorted(self.by_kind.items())]
         if self.drawn:
             lines.append(f"  cases drawn for the reference read ({sum(self.drawn.values())}):")
             lines += [f"    {count:>6}  {what}" for what, count in self.drawn.most_common()]
@@ -206,7 +218,13 @@ class Campaign:
                 "counts": {k: dict(v) for k, v in self.counts.items()}, "bad": self.bad,
                 "undetectable": dict(self.undetectable.most_common()), "examples": self.examples,
                 "reference_drawn": dict(self.drawn.most_common()), "remade": self.remade,
+                "first_step_by_kind": {k: dict(v) for k, v in sorted(self.by_kind.items())},
                 "errors": dict(self.errors.most_common())}
+
+
+def case_step(campaign: Campaign) -> str:
+    """The first step of the campaign's cases (the one counted by kind)."""
+    return next(iter(campaign.counts), "first step")
 
 
 def _shape(detail: str, case: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ def catalogue(store: Path) -> Files:
             if _regular(array / META):
                 files.array_docs.append(array / META)
             for folder, dirs, names in os.walk(array / "c"):
+                dirs.sort()  # the file system's listing order would make a seeded campaign differ between runs
                 files.chunk_dirs.append(Path(folder))
                 files.chunks += [Path(folder) / n for n in sorted(names) if _regular(Path(folder) / n)]
     return files

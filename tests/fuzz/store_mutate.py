@@ -281,7 +281,8 @@ class StoreMutator(JsonEdits):
             chunk = rng.choice(files.chunks)
             extra = chunk.parent.parent / "99" / chunk.name
             extra.parent.mkdir(exist_ok=True)
-            shutil.copyfile(chunk, extra)
+            if extra != chunk:
+                shutil.copyfile(chunk, extra)
         elif choice == "extra array" and files.arrays:
             array = rng.choice(files.arrays)
             name = rng.choice(("au", "extra", "bert_copy"))
