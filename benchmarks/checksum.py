@@ -12,9 +12,9 @@ and a format-2 store (a crc32c after every chunk). Workloads, all modalities of 
   own ``zarr.json`` on a first read, so the ratio isolates the hashing.
 - **later epochs**: one process opens both stores, reads each once (format 2's checksums are then verified and
   remembered), then alternates passes over the two, ``epochs`` of each.
-- **verify**: ``verify_store`` in-process (one core), and with 2 worker processes on the store and on a store
-  ``verify_scale`` times as large: the end-to-end rate includes starting the workers; the marginal rate (extra stored bytes / extra
-  seconds) is the rate once they run, what a whole dataset sees.
+- **verify**: ``verify_store`` in-process (one core); on 2 worker processes started beforehand (warm: what a
+  whole dataset sees once they run), on the store and on one ``verify_scale`` times as large (and the marginal
+  rate between the two); and end to end, each run starting its 2 workers.
 
 Best of N with the spread ``(max - min) / min``. Writes ``checksum.md`` and ``checksum.json`` into ``--out``.
 """
@@ -42,6 +42,7 @@ from . import data as bdata
 PRESET = "float16"
 TARGET_LATER = 1.10  # later epochs at most 10% slower than chunks without checksums
 TARGET_VERIFY_GBPS = 1.0
+BATCH = 16  # videos per task in the batched verify prototype
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Config:
 
     @classmethod
     def full(cls) -> Config:
-        return cls("full", 48, bdata.FULL_SHAPES, 7, 9, 3, 4)
+        return cls("full", 48, bdata.FULL_SHAPES, 9, 15, 3, 4)
 
 
 def write_store(path: Path, version: int, videos: int, shapes: bdata.Shapes, start: int = 0) -> list[str]:
@@ -170,14 +171,16 @@ def measure_reads(v1: Path, v2: Path, ids: Sequence[str], cfg: Config, log: Any)
 
 
 def measure_verify(v2: Path, big: Path, cfg: Config, log: Any) -> dict[str, Any]:
+    """``verify_store`` in this process, on 2 worker processes started beforehand (warm: started, herostore imported,
+    page cache warm), and end to end (``workers=2`` starts its own cluster each time)."""
+    from distributed import LocalCluster
+
     from herostore.verify import verify_store
 
-    out: dict[str, Any] = {}
-    larger = f"2 workers, {cfg.verify_scale}x store"
-    for label, path, workers in (("1 core, in process", v2, 1), ("2 workers", v2, 2), (larger, big, 2)):
+    def timed(label: str, path: Path, **options: Any) -> None:
         runs = []
         for _ in range(cfg.verify_repeats):
-            report = verify_store(path, workers=workers, progress=False)
+            report = verify_store(path, progress=False, **options)
             if not report.ok:
                 raise RuntimeError(f"verify found problems in a clean store: {report.render()}")
             runs.append({"seconds": report.seconds, "bytes": report.bytes, "chunks": report.chunks})
@@ -185,11 +188,49 @@ def measure_verify(v2: Path, big: Path, cfg: Config, log: Any) -> dict[str, Any]
         out[label] = {**best, "gb_per_s": best["bytes"] / best["seconds"] / 1e9,
                       "spread": summary([r["seconds"] for r in runs])["spread"], "n": len(runs)}
         log(f"verify {label}: {best['bytes'] / 1e9:.3f} GB in {best['seconds']:.2f} s")
-    small, large = out["2 workers"], out[larger]
+
+    out: dict[str, Any] = {}
+    timed("1 core, in process", v2, workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        verify_store(v2, scheduler=cluster.scheduler_address, progress=False)  # the workers import herostore
+        timed("2 workers, warm", v2, scheduler=cluster.scheduler_address)
+        timed(f"2 workers, warm, {cfg.verify_scale}x store", big, scheduler=cluster.scheduler_address)
+        batched = [_verify_batched(big, cluster.scheduler_address, BATCH) for _ in range(cfg.verify_repeats)]
+        best = min(batched, key=lambda r: r["seconds"])
+        out[f"prototype: {BATCH} videos per task, warm, {cfg.verify_scale}x store"] = {
+            **best, "gb_per_s": best["bytes"] / best["seconds"] / 1e9,
+            "spread": summary([r["seconds"] for r in batched])["spread"], "n": len(batched)}
+    timed("2 workers, end to end (starting them)", v2, workers=2)
+    small, large = out["2 workers, warm"], out[f"2 workers, warm, {cfg.verify_scale}x store"]
     extra_bytes, extra_seconds = large["bytes"] - small["bytes"], large["seconds"] - small["seconds"]
-    out["2 workers, marginal"] = {"bytes": extra_bytes, "seconds": extra_seconds,
-                                  "gb_per_s": extra_bytes / extra_seconds / 1e9 if extra_seconds > 0 else None}
+    out["2 workers, warm, marginal"] = {"bytes": extra_bytes, "seconds": extra_seconds,
+                                        "gb_per_s": extra_bytes / extra_seconds / 1e9 if extra_seconds > 0 else None}
     return out
+
+
+def _verify_batched(path: Path, address: str, per_task: int) -> dict[str, Any]:
+    """What batching would give: verify's per-video check (``herostore.verify._verify_video``, private) run on the
+    same workers for ``per_task`` videos per task instead of one, so the per-task cost is paid less often."""
+    from functools import partial
+
+    from distributed import Client
+
+    from herostore import verify
+    from herostore.store import FeatureStore
+
+    start = time.perf_counter()
+    store = FeatureStore(path)
+    ids = store.video_ids()
+    check = partial(verify._verify_video, location=store.location, info=store.info)
+    batches = [ids[i:i + per_task] for i in range(0, len(ids), per_task)]
+    with Client(address) as client:
+        results = client.gather(client.map(lambda batch: [check(vid) for vid in batch], batches, pure=False))
+    outcomes = [o for batch in results for o in batch]
+    if any(o.status != "done" or o.value[0] for o in outcomes):
+        raise RuntimeError("the batched check found problems in a clean store")
+    return {"seconds": time.perf_counter() - start, "bytes": sum(o.value[2] for o in outcomes),
+            "chunks": sum(o.value[1] for o in outcomes)}
 
 
 def machine() -> dict[str, Any]:
@@ -229,15 +270,16 @@ def run(cfg: Config, workdir: Path, log: Any = print) -> dict[str, Any]:
 
 def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     later = r["ratios"]["later_epochs"]
-    marginal = r["verify"]["2 workers, marginal"]["gb_per_s"]
+    verify = r["verify"]
+    warm = verify[f"2 workers, warm, {r['config']['verify_scale']}x store"]["gb_per_s"]
     return [
         {"target": "checksum cost, first pass (fresh process)", "value": f"{r['ratios']['first_pass']:.2f}x the "
          "time of format 1", "met": "report"},
         {"target": "checksum cost, later epochs: <= 1.10x format 1", "value": f"{later:.2f}x",
          "met": "met" if later <= TARGET_LATER else "not met"},
-        {"target": "verify >= 1 GB/s of stored bytes, 2 workers, warm", "value":
-         f"{marginal:.2f} GB/s marginal" if marginal else "n/a",
-         "met": "met" if marginal and marginal >= TARGET_VERIFY_GBPS else "not met"},
+        {"target": "verify >= 1 GB/s of stored bytes, 2 workers, warm", "value": f"{warm:.2f} GB/s "
+         f"({verify['2 workers, end to end (starting them)']['gb_per_s']:.2f} GB/s end to end on the smaller store, "
+         "starting the workers)", "met": "met" if warm >= TARGET_VERIFY_GBPS else "not met"},
     ]
 
 

@@ -19,8 +19,10 @@ def test_quick_run_writes_both_stores_reads_them_alike_and_reports_every_workloa
             assert result["reads"][workload][fmt]["best"] > 0
     stored = result["stored_bytes"]
     assert stored["format2"] - stored["format1"] == 4 * result["verify"]["1 core, in process"]["chunks"]  # a crc32c each
-    scaled = result["verify"][f"2 workers, {cfg.verify_scale}x store"]
-    assert scaled["chunks"] > result["verify"]["2 workers"]["chunks"] and scaled["bytes"] > 0
+    scaled = result["verify"][f"2 workers, warm, {cfg.verify_scale}x store"]
+    assert scaled["chunks"] > result["verify"]["2 workers, warm"]["chunks"] and scaled["bytes"] > 0
+    assert result["verify"]["2 workers, end to end (starting them)"]["chunks"] == result["verify"]["2 workers, warm"][
+        "chunks"]
     assert result["targets"][0]["met"] == "report"
     written = json.loads((tmp_path / "out" / "checksum.json").read_text())
     assert written["ratios"] == result["ratios"]
