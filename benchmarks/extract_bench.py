@@ -4,6 +4,8 @@
     python -m benchmarks.extract_bench                          # 12 clips of 3 s, tiny models, CPU
     python -m benchmarks.extract_bench --full-size --device cuda --workdir /scratch/bench   # real sizes, no hub
     python -m benchmarks.extract_bench --model-dir /models --device cuda --batch-size 8 --videos 64
+    python -m benchmarks.extract_bench --model-dir /models --device cuda --workers 4 --videos 256   # 4 GPUs
+    python -m benchmarks.extract_bench --model-dir /models --scheduler tcp://HEAD:8786 --videos 1024 # GPU workers
 
 Without ``--model-dir`` the models are the random-weight ones of ``herostore.testing.tiny_models``:
 real hidden sizes but 1 layer, so the model share of the time is far below a real run's; the decode and
@@ -21,17 +23,21 @@ add up to more than the wall time when it overlaps the models.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from herostore.extract import ExtractOptions, ModelConfig, OutputSpec, RunSettings, run_extraction
 from herostore.extract.report import STAGES
-from herostore.extract.runner import get_models
+from herostore.extract.runner import Job, get_models, warm_up
 from herostore.testing import build_tiny_models, write_clip
 from herostore.testing.tiny_models import FULL_SIZE_ASR_MAX_TOKENS
 
@@ -61,12 +67,17 @@ def run(args: argparse.Namespace) -> dict:
     else:
         model_dir, build_s = Path(args.model_dir), 0.0
     config = ModelConfig(model_dir=str(model_dir), device=args.device, dtype=args.dtype)
-    start = time.perf_counter()
-    get_models(config)  # what run_extraction will reuse: loading is not part of videos/s
-    load_s = time.perf_counter() - start
-    report = run_extraction(clips, OutputSpec(workdir / "features", format=args.format, overwrite=True),
-                            models=config, options=ExtractOptions(batch_size=args.batch_size),
-                            settings=RunSettings(progress=False))
+    output = OutputSpec(workdir / "features", format=args.format, overwrite=True)
+    options = ExtractOptions(batch_size=args.batch_size)
+    with _cluster(args) as scheduler:
+        start = time.perf_counter()
+        if scheduler is None:
+            get_models(config)  # what run_extraction will reuse: loading is not part of videos/s
+        else:
+            _load_on_every_worker(scheduler, Job(output, config, options, {}))
+        load_s = time.perf_counter() - start
+        report = run_extraction(clips, output, models=config, options=options,
+                                settings=RunSettings(scheduler=scheduler, progress=False))
     if report.failed:
         raise SystemExit(f"benchmark clips failed: {report.failed}")
     stages = {stage: report.timings.get(stage, 0.0) for stage in STAGES if report.timings.get(stage, 0.0) > 0}
@@ -85,7 +96,36 @@ def run(args: argparse.Namespace) -> dict:
         "stage_s": {k: round(v, 3) for k, v in stages.items()},
         "stage_ms_per_video": {k: round(1000 * v / max(1, len(report.written)), 1) for k, v in stages.items()},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "workers": _per_worker(report),
+        "scheduler": args.scheduler,
     }
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[str | None]:
+    """The scheduler to run on: the one given, a local cluster of ``--workers`` processes, or None (this process)."""
+    if args.scheduler or args.workers <= 1:
+        yield args.scheduler
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        yield cluster.scheduler_address
+
+
+def _load_on_every_worker(scheduler: str, job: Job) -> None:
+    from distributed import Client
+
+    with Client(scheduler) as client:
+        client.run(warm_up, job.absolute())
+
+
+def _per_worker(report: Any) -> dict[str, dict[str, float]]:
+    """Per worker (and its device): videos, seconds busy, and videos/s while busy (per GPU, one worker per GPU)."""
+    return {where: {"videos": entry["videos"], "busy_s": round(entry["busy_s"], 2),
+                    "videos_per_s": round(entry["videos"] / entry["busy_s"], 3) if entry["busy_s"] else 0.0}
+            for where, entry in sorted(report.devices.items())}
 
 
 def _models_label(tiny: bool, full_size: bool, model_dir: Path) -> str:
@@ -98,8 +138,9 @@ def _models_label(tiny: bool, full_size: bool, model_dir: Path) -> str:
 
 
 def render(result: dict) -> str:
-    head = (f"extraction benchmark: {result['videos']} clips of {result['clip_seconds']} s, models: "
-            f"{result['models']}, device {result['device']} ({result['dtype']}), batch {result['batch_size']}, "
+    head = (f"extraction benchmark: {result['videos']} clips of {result['clip_seconds']} s on "
+            f"{len(result['workers'])} worker(s), models: "
+            f"{result['models']}, device {result['device']} ({result['dtype']}), batch {result['batch_size'] or 'auto'}, "
             f"format {result['format']}")
     lines = [
         head,
@@ -114,6 +155,10 @@ def render(result: dict) -> str:
         lines.append(f"  {stage:<14} {seconds:9.2f} {result['stage_ms_per_video'][stage]:10.1f}"
                      f" {100 * seconds / total:8.1f}%{note}")
     lines.append(f"  stages sum {total:.2f} s vs wall {result['wall_s']:.2f} s")
+    if len(result["workers"]) > 1 or result.get("scheduler"):
+        lines.append("  worker (device)            videos   busy s   videos/s while busy")
+        for where, entry in result["workers"].items():
+            lines.append(f"  {where:<26} {entry['videos']:6d} {entry['busy_s']:8.2f} {entry['videos_per_s']:10.3f}")
     return "\n".join(lines)
 
 
@@ -128,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(minutes to build, ~5 GB under --workdir; meaningless features)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="videos per model call (default: the device's, 1 on cpu, 8 on cuda)")
     parser.add_argument("--format", choices=["zarr", "npy"], default="zarr")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="a local dask cluster of N worker processes (with --device cuda: one per GPU)")
+    parser.add_argument("--scheduler", help="an existing dask cluster, e.g. one worker per GPU (docs/extraction.md)")
     parser.add_argument("--workdir", help="where clips, tiny models and features go (default: a temp folder)")
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)

@@ -1,8 +1,9 @@
 """herostore: chunked, compressed Zarr storage for HERO multimodal emotion features.
 
 One Zarr v3 group per dataset, one group per video, one array per modality; the spec's dict ``.npy`` files both
-ways; a lazy PyTorch dataset over either format. ``import herostore`` stays light: the names that need torch
-(``HeroDataset``, ``collate``) or the read path are imported on first use.
+ways; a lazy PyTorch dataset over either format, a loader that reads its batches into reused buffers, and the
+whole dataset as lazy dask arrays (``to_dask``). ``import herostore`` stays light: the names that need torch
+(``HeroDataset``, ``collate``, ``Loader``), dask (``to_dask``) or the read path are imported on first use.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from .store import FeatureStore
 
 _LAZY = {
     "HeroDataset": "herostore.dataset",
+    "Loader": "herostore.loader",
     "collate": "herostore.dataset",
     "open_reader": "herostore.read",
     "VideoRecord": "herostore.read",
+    "to_dask": "herostore.lazy",
 }
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "HerostoreError",
     "InvalidVideoIdError",
     "LabelError",
+    "Loader",
     "Preset",
     "SpecError",
     "StoreError",
@@ -59,6 +63,7 @@ __all__ = [
     "collate",
     "get_preset",
     "open_reader",
+    "to_dask",
 ]
 
 

@@ -18,7 +18,9 @@ modality length 0 and an all-False mask: the fill row is never counted as data. 
 unknown labels, duplicate ids and ids without features are errors at construction (``skip_missing=True`` turns
 ids without features into a warning and drops them).
 
-``collate`` pads every modality to the longest sequence of the batch (see its docstring).
+``collate`` pads every modality to the longest sequence of the batch (see its docstring). A DataLoader asks for
+whole batches (``__getitems__``), and ``collate`` then builds each batch once, reading the samples' rows straight
+into it (``herostore.batching``); ``herostore.Loader`` builds them into reused buffers in the training process.
 """
 
 from __future__ import annotations
@@ -26,20 +28,28 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import LabelError, SpecError, StoreError
+from . import urls
+from .batching import (
+    AU_FILL_SHAPE,
+    PendingBatch,
+    build_batch,
+    new_tensors,
+    shared_tensors,
+    subsample_index,
+    torch_dtype,
+)
+from .errors import ArgumentError, LabelError, SpecError, StoreError
 from .labels import Label, check_labels_against_classes, load_label_set, read_labels
-from .schema import MODALITY_BY_NAME, check_modalities
+from .schema import check_modalities
 
-__all__ = ["AU_FILL_SHAPE", "HeroDataset", "collate"]
+__all__ = ["AU_FILL_SHAPE", "HeroDataset", "collate", "collate_samples", "subsample_index"]
 
-AU_FILL_SHAPE = (1, MODALITY_BY_NAME["au"].dim)
 TRUNCATE_MODES = ("subsample", "head")
 _IDS_SHOWN = 5
 
@@ -61,6 +71,9 @@ class HeroDataset(Dataset):
       stays zero. Raises ``StoreError`` if the store has no statistics for a requested modality.
     - ``skip_missing``: drop labelled ids without features with a warning instead of raising ``LabelError``.
     - ``fast``: passed to ``open_reader`` (the direct chunk reader rather than zarr-python).
+    - ``storage_options``: fsspec options when ``feature_root`` / ``ann_path`` / ``classes`` are URLs
+      (``s3://bucket/root/features``); credentials otherwise come from the usual environment. They travel to
+      DataLoader workers inside the pickled dataset, never into a message.
     """
 
     def __init__(
@@ -76,21 +89,26 @@ class HeroDataset(Dataset):
         normalize: bool = False,
         skip_missing: bool = False,
         fast: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ):
-        self.feature_root = Path(feature_root)
-        self.ann_path = Path(ann_path)
+        self.feature_root: Any = _path(feature_root)
+        self.ann_path: Any = _path(ann_path)
+        self.storage_options = dict(storage_options or {})
         self.modalities: tuple[str, ...] = check_modalities(modalities)
         if len(set(self.modalities)) != len(self.modalities):
-            raise SpecError(f"modalities {list(self.modalities)}: each modality may be asked for once")
+            raise ArgumentError(f"modalities {list(self.modalities)}: each modality may be asked for once")
         if truncate not in TRUNCATE_MODES:
-            raise ValueError(f"truncate={truncate!r}: expected one of {', '.join(map(repr, TRUNCATE_MODES))}")
+            raise ArgumentError(f"truncate={truncate!r}: expected one of {', '.join(map(repr, TRUNCATE_MODES))}")
         self.truncate = truncate
         self.max_len: dict[str, int] = _check_max_len(max_len, self.modalities)
         self.dtype: torch.dtype | None = _check_dtype(dtype)
         self.fast = fast
 
-        labels, self.classes = _load_labels(self.ann_path, classes)
-        reader = _open(self.feature_root, fast)
+        labels, self.classes = _load_labels(self.ann_path, classes, self.storage_options)
+        if not labels:
+            raise LabelError(f"{urls.display(self.ann_path)}: no labelled videos (an empty list); a dataset needs at "
+                             'least one {"video_id": ..., "emotion": ...} entry')
+        reader = _open(self.feature_root, fast, storage_options=self.storage_options)
         try:
             known = set(reader.video_ids())
             self.format: str = reader.format
@@ -122,7 +140,8 @@ class HeroDataset(Dataset):
         if self._reader is None or self._reader_pid != os.getpid():
             # subsampling keeps a few rows of long arrays: map uncompressed chunks instead of reading them whole
             zero_copy = bool(self.max_len) and self.truncate == "subsample"
-            self._reader = _open(self.feature_root, self.fast, zero_copy=zero_copy)
+            self._reader = _open(self.feature_root, self.fast, zero_copy=zero_copy,
+                                 storage_options=self.storage_options)
             self._reader_pid = os.getpid()
         return self._reader
 
@@ -136,6 +155,17 @@ class HeroDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __getitems__(self, indices: Sequence[int]) -> PendingBatch:
+        """A whole batch of indices, as the DataLoader asks for it: ``collate`` then builds the padded batch once,
+        reading every sample's rows straight into it (in a worker, into shared memory). Any other collate function
+        gets the samples one by one, as from ``__getitem__``."""
+        return PendingBatch(self, indices)
+
+    def batch(self, indices: Sequence[int], allocate=new_tensors) -> dict[str, Any]:
+        """``collate([self[i] for i in indices])`` built in one go; ``allocate({key: (shape, dtype)})`` gives the
+        tensors (see ``herostore.batching``)."""
+        return build_batch(self, indices, allocate)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         label = self.labels[index]
@@ -174,7 +204,7 @@ class HeroDataset(Dataset):
                 array = array[:n]  # the reader already stopped at n rows; this only guards
             else:
                 array = array[subsample_index(array.shape[0], n).numpy()]
-        stored = _torch_dtype(array.dtype)
+        stored = torch_dtype(array.dtype)
         if self.stats is not None:
             mean, std = self.stats[modality]
             if array.shape[-1] != mean.shape[0]:
@@ -186,17 +216,17 @@ class HeroDataset(Dataset):
         return torch.from_numpy(array).to(self.dtype or stored)
 
     def __repr__(self) -> str:
-        return (f"HeroDataset({str(self.feature_root)!r}, {len(self)} samples, format={self.format!r}, "
+        return (f"HeroDataset({urls.display(self.feature_root)!r}, {len(self)} samples, format={self.format!r}, "
                 f"modalities={list(self.modalities)}, classes={self.classes})")
-
-
-def subsample_index(length: int, n: int) -> torch.Tensor:
-    """The reference loader's rows for cutting ``length`` rows to ``n``: ``torch.linspace(0, length-1, n).long()``."""
-    return torch.linspace(0, length - 1, n).long()
 
 
 def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Pad each modality of a batch of ``HeroDataset`` samples to the batch's longest sequence, with zeros.
+
+    Given what ``HeroDataset.__getitems__`` returns (the DataLoader's path), the batch is built once, each sample's
+    rows read straight into it; inside a DataLoader worker it is built in shared memory, so handing it to the
+    training process copies nothing. Given a list of samples, they are padded and copied (``collate_samples``).
+    Both give the same batch:
 
     Returns ``{modality: [B, Tmax, D], f"{modality}_lengths": LongTensor [B], f"{modality}_mask": BoolTensor
     [B, Tmax] (True = a real row), "present": BoolTensor [B, n_modalities] (modalities in the requested order),
@@ -208,8 +238,16 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     mask, so its fill row is never taken for data; its padded rows are zeros. ``Tmax`` is at least 1, so the
     tensor shapes stay valid when no sample of the batch has the modality.
     """
+    if isinstance(batch, PendingBatch):
+        in_worker = torch.utils.data.get_worker_info() is not None
+        return batch.build(shared_tensors if in_worker else new_tensors)
+    return collate_samples(batch)
+
+
+def collate_samples(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``collate`` of a list of samples: each modality zero-padded to the longest (the reference ``collate``)."""
     if not batch:
-        raise ValueError("collate: empty batch")
+        raise ArgumentError("collate: empty batch (expected at least one sample)")
     modalities = list(batch[0]["present"])
     out: dict[str, Any] = {}
     for m in modalities:
@@ -241,10 +279,16 @@ HeroDataset.collate = staticmethod(collate)  # type: ignore[attr-defined]  # ds.
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _open(feature_root: Path, fast: bool, zero_copy: bool = False):
+def _path(path: str | os.PathLike) -> Any:
+    """A local ``Path``, or a URL kept as a string."""
+    return os.fspath(path) if urls.is_url(path) else urls.local(path)
+
+
+def _open(feature_root: Any, fast: bool, zero_copy: bool = False,
+          storage_options: Mapping[str, Any] | None = None):
     from .read import open_reader  # imported here so that importing the dataset stays cheap
 
-    return open_reader(feature_root, fast=fast, zero_copy=zero_copy)
+    return open_reader(feature_root, fast=fast, zero_copy=zero_copy, storage_options=storage_options)
 
 
 def _close(reader: Any) -> None:
@@ -253,20 +297,21 @@ def _close(reader: Any) -> None:
         close()
 
 
-def _load_labels(ann_path: Path, classes: Any) -> tuple[list[Label], list[str]]:
+def _load_labels(ann_path: Any, classes: Any,
+                 storage_options: Mapping[str, Any] | None = None) -> tuple[list[Label], list[str]]:
     if classes is None or isinstance(classes, (str, os.PathLike)):
-        return load_label_set(ann_path, classes)
+        return load_label_set(ann_path, classes, storage_options)
     classes = list(classes)
     if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
         raise LabelError(f"classes {classes!r}: expected a non-empty list of unique non-empty strings")
-    labels = read_labels(ann_path)
-    check_labels_against_classes(labels, classes, f"{ann_path} (classes given as a list)")
+    labels = read_labels(ann_path, storage_options)
+    check_labels_against_classes(labels, classes, f"{urls.display(ann_path)} (classes given as a list)")
     return labels, classes
 
 
-def _load_stats(reader: Any, root: Path, modalities: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _load_stats(reader: Any, root: Any, modalities: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     stats = reader.stats()
-    hint = f"compute them with `herostore stats {root}` or pass normalize=False"
+    hint = f"compute them with `herostore stats {urls.display(root)}` or pass normalize=False"
     if not stats:
         raise StoreError(f"{root}: normalize=True, but this {reader.format} feature source has no statistics; {hint}")
     absent = [m for m in modalities if m not in stats]
@@ -293,7 +338,7 @@ def _check_max_len(max_len: Any, modalities: Sequence[str]) -> dict[str, int]:
         items = {m: max_len for m in modalities}
     for m, n in items.items():
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"max_len for {m!r} is {n!r}: expected a positive int")
+            raise ArgumentError(f"max_len for {m!r} is {n!r}: expected a positive int")
     return {m: int(n) for m, n in items.items()}
 
 
@@ -311,17 +356,13 @@ def _check_dtype(dtype: Any) -> torch.dtype | None:
         except TypeError:  # "bfloat16" is not a numpy dtype
             name = str(dtype).removeprefix("torch.")
     if name not in _FLOAT_DTYPES:
-        raise ValueError(f"dtype {dtype!r}: expected a floating-point dtype, one of {', '.join(_FLOAT_DTYPES)}")
+        raise ArgumentError(f"dtype {dtype!r}: expected a floating-point dtype, one of {', '.join(_FLOAT_DTYPES)}")
     return _FLOAT_DTYPES[name]
-
-
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
 
 def _first_dtype(arrays: Any) -> torch.dtype:
     for array in arrays:
-        return _torch_dtype(array.dtype)
+        return torch_dtype(array.dtype)
     return torch.float32
 
 

@@ -59,5 +59,9 @@ class ModelLoadError(ExtractionError):
     """A model that could not be found or loaded: it stops the whole run, unlike a per-video failure."""
 
 
+class ClusterError(HerostoreError, RuntimeError):
+    """A dask cluster that cannot run the work: unreachable, without workers, or workers that cannot see the data."""
+
+
 class ArgumentError(HerostoreError, ValueError):
     """An argument outside the values a function accepts (the message lists the valid ones)."""

@@ -1,28 +1,30 @@
-"""Describing a store: videos, bytes per modality, ratio against float32, sequence lengths, notes."""
+"""Describing a store (a path or a URL): videos, bytes per modality, ratio against float32, sequence lengths, notes."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .errors import HerostoreError
-from .layout import resolve_features
+from .locations import resolve_features
 from .schema import ARRAY_KEYS, SPEC_DTYPE
 from .store import FeatureStore
 
 __all__ = ["render_info", "store_info"]
 
 
-def store_info(path: str | os.PathLike) -> dict[str, Any]:
+def store_info(path: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Videos, bytes stored per modality, ratio against float32, sequence lengths and counted notes.
 
     A video whose metadata cannot be read, or describes an array herostore's reader refuses, is counted under
-    ``unreadable`` (``herostore validate`` says why).
+    ``unreadable`` (``herostore validate`` says why). For a remote store every video costs two requests (its
+    marker, a listing of its objects).
     """
-    store = FeatureStore(resolve_features(path))
+    store = FeatureStore(resolve_features(path, storage_options), storage_options=storage_options)
     reader = store.reader()
     video_ids = store.video_ids()
     disk: Counter[str] = Counter()

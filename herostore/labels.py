@@ -4,7 +4,8 @@
 ``classes.json`` an optional array of class names whose order fixes the class indexes. Every problem is a
 ``LabelError`` naming the file, the entry or line, the key, and what was expected: the reference loader silently
 maps an unknown label to ``neutral`` and skips unreadable samples, and that is what this module is here to stop.
-Files are written atomically, and ``write_label_set`` never replaces a differing file unless asked to.
+Files are written atomically, and ``write_label_set`` never replaces a differing file unless asked to. Paths may be
+URLs (``s3://bucket/root/labels.json``; ``storage_options`` for fsspec, see ``herostore.urls``).
 
 Converters from the label files datasets ship are in ``herostore.converters``.
 """
@@ -14,13 +15,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .errors import LabelError, LabelFileExistsError
-from .fsutil import atomic_write, make_folder, short_list
+from . import urls
+from .errors import LabelError, LabelFileExistsError, StoreError
+from .fsutil import make_folder, short_list
+from .layout import CLASSES_FILE, LABELS_FILE
 
 __all__ = [
     "CLASSES_FILE",
@@ -37,9 +39,8 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
+Options = Mapping[str, Any] | None
 
-LABELS_FILE = "labels.json"
-CLASSES_FILE = "classes.json"
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,16 @@ class Label:
 # --------------------------------------------------------------------------------------------- labels.json
 
 
-def read_labels(path: PathLike) -> list[Label]:
-    """Read and check a spec ``labels.json``; extra keys in an entry are ignored."""
-    path = Path(path)
-    data = _load_json(path, "labels", "a JSON array of label objects")
+def read_labels(path: PathLike, storage_options: Options = None) -> list[Label]:
+    """Read and check a spec ``labels.json`` (a path or a URL); extra keys in an entry are ignored."""
+    path = _path(path)
+    shown = urls.display(path)
+    data = _load_json(path, "labels", "a JSON array of label objects", storage_options)
     if not isinstance(data, list):
-        raise LabelError(f"{path}: expected a JSON array of label objects at the top level, found {_kind(data)}")
+        raise LabelError(f"{shown}: expected a JSON array of label objects at the top level, found {_kind(data)}")
     labels = []
     for i, entry in enumerate(data):
-        where = f"{path}: entry [{i}]"
+        where = f"{shown}: entry [{i}]"
         if not isinstance(entry, dict):
             raise LabelError(f"{where}: expected an object with 'video_id' and 'emotion', found {_describe(entry)}")
         for key in ("video_id", "emotion"):
@@ -81,19 +83,20 @@ def read_labels(path: PathLike) -> list[Label]:
         label = Label(entry["video_id"], entry["emotion"], entry.get("sentiment"), entry.get("text"))
         _check_label(label, where)
         labels.append(label)
-    _check_unique(labels, lambda i: f"entry [{i}]", str(path))
+    _check_unique(labels, lambda i: f"entry [{i}]", shown)
     return labels
 
 
-def write_labels(path: PathLike, labels: Iterable[Label]) -> None:
-    """Check ``labels`` and write them as a spec ``labels.json``, atomically."""
-    path = Path(path)
+def write_labels(path: PathLike, labels: Iterable[Label], storage_options: Options = None) -> None:
+    """Check ``labels`` and write them as a spec ``labels.json``, atomically (one PUT for a URL)."""
+    path = _path(path)
+    shown = urls.display(path)
     labels = list(labels)
-    _check_label_list(labels, path)
-    _write_json_atomic(path, [label.to_dict() for label in labels])
+    _check_label_list(labels, shown)
+    _write_json_atomic(path, [label.to_dict() for label in labels], storage_options)
 
 
-def _check_label_list(labels: list[Any], path: Path) -> None:
+def _check_label_list(labels: list[Any], path: str) -> None:
     for i, label in enumerate(labels):
         if not isinstance(label, Label):
             raise LabelError(f"{path}: labels[{i}]: expected a Label, found {_describe(label)}")
@@ -128,22 +131,24 @@ def _check_unique(labels: Sequence[Label], name: Callable[[int], str], source: s
 # -------------------------------------------------------------------------------------------- classes.json
 
 
-def read_classes(path: PathLike) -> list[str]:
-    """Read and check ``classes.json``: a JSON array of unique non-empty strings."""
-    path = Path(path)
-    data = _load_json(path, "classes", "a JSON array of class names")
+def read_classes(path: PathLike, storage_options: Options = None) -> list[str]:
+    """Read and check ``classes.json`` (a path or a URL): a JSON array of unique non-empty strings."""
+    path = _path(path)
+    shown = urls.display(path)
+    data = _load_json(path, "classes", "a JSON array of class names", storage_options)
     if not isinstance(data, list):
-        raise LabelError(f"{path}: expected a JSON array of class names at the top level, found {_kind(data)}")
-    _check_classes(data, str(path), "entry ")
+        raise LabelError(f"{shown}: expected a JSON array of class names at the top level, found {_kind(data)}")
+    _check_classes(data, shown, "entry ")
     return list(data)
 
 
-def write_classes(path: PathLike, classes: Iterable[str]) -> None:
-    """Check ``classes`` and write them as ``classes.json``, atomically."""
-    path = Path(path)
+def write_classes(path: PathLike, classes: Iterable[str], storage_options: Options = None) -> None:
+    """Check ``classes`` and write them as ``classes.json``, atomically (one PUT for a URL)."""
+    path = _path(path)
+    shown = urls.display(path)
     classes = list(classes)
-    _check_classes(classes, str(path), "classes")
-    _write_json_atomic(path, classes)
+    _check_classes(classes, shown, "classes")
+    _write_json_atomic(path, classes, storage_options)
 
 
 def _check_classes(classes: list[Any], source: str, name: str) -> None:
@@ -177,20 +182,23 @@ def check_labels_against_classes(labels: Iterable[Label], classes: Sequence[str]
                          f"valid classes: {', '.join(classes)}")
 
 
-def load_label_set(ann_path: PathLike, classes_path: PathLike | None = None) -> tuple[list[Label], list[str]]:
+def load_label_set(ann_path: PathLike, classes_path: PathLike | None = None,
+                   storage_options: Options = None) -> tuple[list[Label], list[str]]:
     """Read labels and their classes, and check that every emotion is a known class.
 
     Classes come from ``classes_path``, else from ``classes.json`` beside ``ann_path`` if there is one, else
-    they are derived from the labels (sorted).
+    they are derived from the labels (sorted). Either may be a URL.
     """
-    ann_path = Path(ann_path)
-    labels = read_labels(ann_path)
-    if classes_path is None and (ann_path.parent / CLASSES_FILE).is_file():
-        classes_path = ann_path.parent / CLASSES_FILE
+    ann_path = _path(ann_path)
+    labels = read_labels(ann_path, storage_options)
+    beside = urls.join(urls.parent(ann_path), CLASSES_FILE)
+    if classes_path is None and _exists(beside, storage_options):
+        classes_path = beside
     if classes_path is None:
         return labels, derive_classes(labels)
-    classes = read_classes(classes_path)
-    check_labels_against_classes(labels, classes, f"{ann_path} (classes from {classes_path})")
+    classes = read_classes(classes_path, storage_options)
+    check_labels_against_classes(labels, classes,
+                                 f"{urls.display(ann_path)} (classes from {urls.display(classes_path)})")
     return labels, classes
 
 
@@ -198,42 +206,45 @@ def load_label_set(ann_path: PathLike, classes_path: PathLike | None = None) -> 
 
 
 def write_label_set(dataset_root: PathLike, labels: Iterable[Label], classes: Iterable[str], *,
-                    overwrite: bool = False) -> tuple[Path, Path]:
+                    overwrite: bool = False, storage_options: Options = None) -> tuple[Any, Any]:
     """Write ``labels.json`` and ``classes.json`` into ``dataset_root`` (created if needed); return their paths.
 
     Both are checked first, so nothing is written unless both can be. An existing file is never replaced
     silently, as it may have been edited by hand: one with the same content is left as it is, one that differs is
     a ``LabelFileExistsError`` saying how, unless ``overwrite``.
     """
-    root = Path(dataset_root)
-    labels_path, classes_path = root / LABELS_FILE, root / CLASSES_FILE
+    root = _path(dataset_root)
+    labels_path, classes_path = urls.join(root, LABELS_FILE), urls.join(root, CLASSES_FILE)
     labels, classes = list(labels), list(classes)
-    _check_label_list(labels, labels_path)
-    _check_classes(classes, str(classes_path), "classes")
-    check_labels_against_classes(labels, classes, f"{labels_path} (classes for {classes_path})")
-    if root.exists() and not root.is_dir():
+    _check_label_list(labels, urls.display(labels_path))
+    _check_classes(classes, urls.display(classes_path), "classes")
+    check_labels_against_classes(labels, classes, f"{urls.display(labels_path)} (classes for "
+                                                   f"{urls.display(classes_path)})")
+    if not urls.is_url(root) and root.exists() and not root.is_dir():
         raise LabelError(f"{root}: exists and is not a folder; expected a dataset root folder")
-    pending: list[tuple[Path, Any]] = []
+    pending: list[tuple[Any, Any]] = []
     conflicts: list[str] = []
     for path, new, data, read, describe in (
         (classes_path, classes, classes, read_classes, _classes_change),
         (labels_path, labels, [label.to_dict() for label in labels], read_labels, _labels_change),
     ):
-        if overwrite or not path.exists():
+        if overwrite or not _exists(path, storage_options):
             pending.append((path, data))
             continue
         try:
-            old = read(path)
+            old = read(path, storage_options)
         except LabelError as exc:
-            conflicts.append(f"{path} exists and cannot be compared: {str(exc).removeprefix(f'{path}: ')}")
+            shown = urls.display(path)
+            conflicts.append(f"{shown} exists and cannot be compared: {str(exc).removeprefix(f'{shown}: ')}")
             continue
         if old != new:
-            conflicts.append(f"{path} exists with {describe(old, new)}")
+            conflicts.append(f"{urls.display(path)} exists with {describe(old, new)}")
     if conflicts:
         raise LabelFileExistsError(f"{'; '.join(conflicts)}; not replaced")
-    make_folder(root, "the dataset root", LabelError)
+    if not urls.is_url(root):
+        make_folder(root, "the dataset root", LabelError)
     for path, data in pending:
-        _write_json_atomic(path, data)
+        _write_json_atomic(path, data, storage_options)
     return labels_path, classes_path
 
 
@@ -262,30 +273,49 @@ def _classes_change(old: list[str], new: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------- JSON I/O
 
 
-def _load_json(path: Path, what: str, expected: str) -> Any:
+def _path(path: PathLike) -> Any:
+    """A local ``Path``, or a URL kept as a string."""
+    return os.fspath(path) if urls.is_url(path) else urls.local(path)
+
+
+def _exists(path: Any, storage_options: Options) -> bool:
     try:
-        raw = path.read_bytes()
+        return urls.exists(path, storage_options)
+    except StoreError as exc:
+        raise LabelError(str(exc)) from None
+
+
+def _load_json(path: Any, what: str, expected: str, storage_options: Options = None) -> Any:
+    where = urls.display(path)
+    try:
+        raw = urls.read_bytes(path, storage_options)
     except FileNotFoundError:
-        raise LabelError(f"{path}: no such {what} file") from None
+        raise LabelError(f"{where}: no such {what} file") from None
+    except StoreError as exc:
+        raise LabelError(str(exc)) from None
     except OSError as e:
-        raise LabelError(f"{path}: cannot read the {what} file: {e.strerror or e}") from None
+        raise LabelError(f"{where}: cannot read the {what} file: {e.strerror or e}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise LabelError(f"{path}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+        raise LabelError(f"{where}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
                          f"expected UTF-8 JSON") from None
     if not text.strip():
-        raise LabelError(f"{path}: empty file, expected {expected}")
+        raise LabelError(f"{where}: empty file, expected {expected}")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise LabelError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise LabelError(f"{where}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except RecursionError:
-        raise LabelError(f"{path}: malformed JSON: nested too deeply") from None
+        raise LabelError(f"{where}: malformed JSON: nested too deeply") from None
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n")
+def _write_json_atomic(path: Any, data: Any, storage_options: Options = None) -> None:
+    text = json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    try:
+        urls.write_bytes(path, text.encode("utf-8"), storage_options)
+    except StoreError as exc:
+        raise LabelError(str(exc)) from None
 
 
 def _kind(value: Any) -> str:

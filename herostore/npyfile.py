@@ -9,6 +9,7 @@ exactly the bytes the file gives, and bounds nesting and the decoded size.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import urls
 from .errors import SpecError, VideoNotFoundError
 from .fsutil import atomic_output
 from .safepickle import clip, load_pickled_dict
@@ -24,8 +26,14 @@ from .schema import ARRAY_KEYS, SPEC_DTYPE, TRANSCRIPT_KEY, CheckedFeatures, che
 SUFFIX = ".npy"
 
 
-def load_dict(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a spec `.npy` dict without running arbitrary pickled code."""
+def load_dict(path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a spec `.npy` dict (a path, or a URL read through fsspec) without running arbitrary pickled code."""
+    if urls.is_url(path):
+        try:
+            data = urls.read_bytes(path, storage_options)
+        except FileNotFoundError:
+            raise VideoNotFoundError(f"{urls.display(path)}: no such feature file") from None
+        return read_dict(io.BytesIO(data), urls.display(path))
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -54,9 +62,10 @@ def read_dict(f: BinaryIO, source: str) -> dict[str, Any]:
     return load_pickled_dict(f, source)
 
 
-def load_features(path: str | os.PathLike, *, strict: bool = False) -> CheckedFeatures:
-    """Read and check one feature file; the result lists how it deviates from the spec."""
-    return check_features(load_dict(path), source=str(path), strict=strict)
+def load_features(path: str | os.PathLike, *, strict: bool = False,
+                  storage_options: Mapping[str, Any] | None = None) -> CheckedFeatures:
+    """Read and check one feature file (a path or a URL); the result lists how it deviates from the spec."""
+    return check_features(load_dict(path, storage_options), source=urls.display(path), strict=strict)
 
 
 def spec_dict(features: Mapping[str, Any] | CheckedFeatures, *, source: str = "features") -> dict[str, Any]:
@@ -77,15 +86,20 @@ def spec_dict(features: Mapping[str, Any] | CheckedFeatures, *, source: str = "f
 
 
 def save_features(
-    path: str | os.PathLike, features: Mapping[str, Any] | CheckedFeatures, *, source: str | None = None
+    path: str | os.PathLike, features: Mapping[str, Any] | CheckedFeatures, *, source: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write a spec dict `.npy` atomically (temp file, then rename).
+    """Write a spec dict `.npy` atomically: a temp file, then a rename; a URL gets one PUT of the whole file.
 
     ``source`` names where the features come from in errors (default: ``path``).
     """
-    path = Path(path)
-    payload = spec_dict(features, source=str(path) if source is None else source)
-    with atomic_output(path) as f:
+    payload = spec_dict(features, source=urls.display(path) if source is None else source)
+    if urls.is_url(path):
+        buffer = io.BytesIO()
+        np.save(buffer, payload, allow_pickle=True)
+        urls.write_bytes(path, buffer.getvalue(), storage_options)
+        return
+    with atomic_output(Path(path)) as f:
         np.save(f, payload, allow_pickle=True)
 
 

@@ -4,7 +4,8 @@
 keys, last dims, 2-D shapes, dtypes, NaN/Inf, the transcript type, duplicate ids, labels outside
 ``classes.json``, malformed JSON, and, for a store, that it opens and that every video reads through
 herostore's reader (a damaged chunk or edited metadata is reported there). Facts worth knowing that are not
-errors (values a precision cast flushed toward zero) are listed as notes.
+errors (values a precision cast flushed toward zero) are listed as notes. The root may be a URL
+(``s3://bucket/root``; ``storage_options`` for fsspec).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import npyfile
+from . import npyfile, urls
 from .errors import HerostoreError
-from .layout import CLASSES_FILE, LABELS_FILE, META, dataset_root_of, resolve_features
+from .layout import CLASSES_FILE, LABELS_FILE, META
+from .locations import dataset_root_of, resolve_features
 from .schema import ARRAY_KEYS, MODALITY_BY_NAME, REQUIRED_ARRAY_KEYS, SPEC_DTYPE, check_features
 from .store import FeatureStore
 
@@ -67,19 +69,20 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def validate_dataset(root: str | os.PathLike, *, check_values: bool = True) -> ValidationReport:
-    """Check a spec dataset root (``features/`` as `.npy` files or a store, ``labels.json``)."""
-    root = Path(root)
-    features = resolve_features(root)
-    dataset_root = dataset_root_of(features) if features != root else root
-    fmt = "zarr" if (features / META).exists() else "npy"
-    report = ValidationReport(str(root), fmt)
+def validate_dataset(root: str | os.PathLike, *, check_values: bool = True,
+                     storage_options: Mapping[str, Any] | None = None) -> ValidationReport:
+    """Check a spec dataset root (``features/`` as `.npy` files or a store, ``labels.json``); a path or a URL."""
+    root = os.fspath(root).rstrip("/") if urls.is_url(root) else urls.local(root)
+    features = resolve_features(root, storage_options)
+    dataset_root = dataset_root_of(features) if os.fspath(features) != os.fspath(root) else root
+    fmt = "zarr" if urls.exists(urls.join(features, META), storage_options) else "npy"
+    report = ValidationReport(urls.display(root), fmt)
     if fmt == "zarr":
         try:
-            store = FeatureStore(features)
+            store = FeatureStore(features, storage_options=storage_options)
         except HerostoreError as exc:
-            report.error(str(features), f"cannot be opened as a herostore store: {exc}")
-            _check_labels(dataset_root, set(), report)
+            report.error(urls.display(features), f"cannot be opened as a herostore store: {exc}")
+            _check_labels(dataset_root, set(), report, storage_options)
             return report
         video_ids = store.video_ids()
         for name in store.stray_folders():
@@ -89,28 +92,31 @@ def validate_dataset(root: str | os.PathLike, *, check_values: bool = True) -> V
         for vid in video_ids:
             _check_store_video(store, reader, vid, report, check_values)
     else:
-        video_ids = npyfile.list_video_ids(features)
+        names = urls.list_names(features, npyfile.SUFFIX, storage_options)
+        video_ids = [name[: -len(npyfile.SUFFIX)] for name in names]
         if not video_ids:
-            report.error(str(features), "no .npy feature files (expected features/<video_id>.npy)")
-        for vid in video_ids:
-            _check_npy_video(features / f"{vid}{npyfile.SUFFIX}", report, check_values)
+            report.error(urls.display(features), "no .npy feature files (expected features/<video_id>.npy)")
+        for name in names:
+            _check_npy_video(urls.join(features, name), name, report, check_values, storage_options)
     report.videos = len(video_ids)
-    _check_labels(dataset_root, set(video_ids), report)
+    _check_labels(dataset_root, set(video_ids), report, storage_options)
     return report
 
 
-def _check_npy_video(path: Path, report: ValidationReport, check_values: bool) -> None:
+def _check_npy_video(path: Any, name: str, report: ValidationReport, check_values: bool,
+                     storage_options: Mapping[str, Any] | None) -> None:
+    shown = urls.display(path)
     try:
-        raw = npyfile.load_dict(path)
-        checked = check_features(raw, source=path.name)
+        raw = npyfile.load_dict(path, storage_options)
+        checked = check_features(raw, source=name)
     except HerostoreError as exc:
-        report.error(str(path), str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name}: "))
+        report.error(shown, str(exc).removeprefix(f"{shown}: ").removeprefix(f"{name}: "))
         return
     for deviation in checked.deviations:
-        report.error(str(path), deviation.split(": ", 1)[-1])
+        report.error(shown, deviation.split(": ", 1)[-1])
     if check_values:
         for key, array in checked.arrays.items():
-            _check_values(str(path), key, array, report)
+            _check_values(shown, key, array, report)
 
 
 def _check_store_video(store: FeatureStore, reader: Any, video_id: str, report: ValidationReport,
@@ -157,29 +163,32 @@ def _check_values(where: str, key: str, array: np.ndarray, report: ValidationRep
         report.error(where, f"{nan} NaN and {inf} Inf values", key)
 
 
-def _check_labels(dataset_root: Path, video_ids: set[str], report: ValidationReport) -> None:
-    labels_path = dataset_root / LABELS_FILE
-    entries = _load_json(labels_path, report, required=True)
+def _check_labels(dataset_root: Any, video_ids: set[str], report: ValidationReport,
+                  storage_options: Mapping[str, Any] | None = None) -> None:
+    labels_path = urls.join(dataset_root, LABELS_FILE)
+    labels_shown = urls.display(labels_path)
+    entries = _load_json(labels_path, report, required=True, storage_options=storage_options)
     if entries is None:
         return
     if not isinstance(entries, list):
-        report.error(str(labels_path), f"top level is {type(entries).__name__}, expected a JSON array of objects")
+        report.error(labels_shown, f"top level is {type(entries).__name__}, expected a JSON array of objects")
         return
     report.labels = len(entries)
     if not entries:
-        report.error(str(labels_path), "no labels (an empty array): a dataset built on it has no samples")
-    classes_path = dataset_root / CLASSES_FILE
-    classes = _load_json(classes_path, report, required=False)
+        report.error(labels_shown, "no labels (an empty array): a dataset built on it has no samples")
+    classes_path = urls.join(dataset_root, CLASSES_FILE)
+    classes_shown = urls.display(classes_path)
+    classes = _load_json(classes_path, report, required=False, storage_options=storage_options)
     if classes is not None and not (isinstance(classes, list) and classes
                                     and all(isinstance(c, str) and c for c in classes)):
-        report.error(str(classes_path), "expected a JSON array of class-name strings (at least one, none empty)")
+        report.error(classes_shown, "expected a JSON array of class-name strings (at least one, none empty)")
         classes = None
     for name, count in sorted(Counter(classes or []).items()):
         if count > 1:
-            report.error(str(classes_path), f"class {name!r} appears {count} times; class names must be unique")
+            report.error(classes_shown, f"class {name!r} appears {count} times; class names must be unique")
     ids: list[str] = []
     for index, entry in enumerate(entries):
-        where = f"{labels_path.name}[{index}]"
+        where = f"{LABELS_FILE}[{index}]"
         if not isinstance(entry, dict):
             report.error(where, f"entry is {type(entry).__name__}, expected an object")
             continue
@@ -201,7 +210,7 @@ def _check_labels(dataset_root: Path, video_ids: set[str], report: ValidationRep
                          "sentiment")
     for vid, count in sorted(Counter(ids).items()):
         if count > 1:
-            report.error(labels_path.name, f"video_id {vid!r} appears {count} times", "video_id")
+            report.error(LABELS_FILE, f"video_id {vid!r} appears {count} times", "video_id")
     labelled = set(ids)
     for vid in sorted(labelled - video_ids):
         report.error(vid, "labelled in labels.json but has no features")
@@ -209,16 +218,20 @@ def _check_labels(dataset_root: Path, video_ids: set[str], report: ValidationRep
         report.error(vid, "has features but no entry in labels.json")
 
 
-def _load_json(path: Path, report: ValidationReport, *, required: bool) -> Any:
+def _load_json(path: Any, report: ValidationReport, *, required: bool,
+               storage_options: Mapping[str, Any] | None = None) -> Any:
+    shown = urls.display(path)
     try:
-        return json.loads(path.read_text("utf-8"))
+        return json.loads(urls.read_bytes(path, storage_options).decode("utf-8"))
     except FileNotFoundError:
         if required:
-            report.error(str(path), "missing (the spec's dataset_root holds labels.json beside features/)")
+            report.error(shown, "missing (the spec's dataset_root holds labels.json beside features/)")
     except json.JSONDecodeError as exc:
-        report.error(str(path), f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+        report.error(shown, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
     except RecursionError:
-        report.error(str(path), "malformed JSON: nested too deeply")
+        report.error(shown, "malformed JSON: nested too deeply")
+    except HerostoreError as exc:
+        report.error(shown, f"unreadable: {exc}")
     except (OSError, UnicodeDecodeError) as exc:
-        report.error(str(path), f"unreadable: {exc}")
+        report.error(shown, f"unreadable: {exc}")
     return None

@@ -19,15 +19,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from .bulk import Outcome, map_videos
 from .errors import CorruptStoreError, HerostoreError
-from .layout import META, StoreInfo, parse_json, parse_video, resolve_features
-from .parallel import Outcome, map_videos
+from .layout import META, StoreInfo, parse_json, parse_video
+from .locations import resolve_features
 from .read.engine import check_encoded, decode_chunk, plan_array
 from .store import FeatureStore
 
@@ -79,17 +81,18 @@ class VerifyReport:
 
 
 def verify_store(path: str | os.PathLike, *, workers: int | None = None, scheduler: str | None = None,
-                 progress: bool = True) -> VerifyReport:
+                 progress: bool = True, storage_options: Mapping[str, Any] | None = None) -> VerifyReport:
     """Check every video of a store (see the module docstring); ``report.ok`` only when nothing is wrong."""
     start = time.perf_counter()
-    store = FeatureStore(resolve_features(path))
+    store = FeatureStore(resolve_features(path, storage_options), storage_options=storage_options)
     info = store.info
     report = VerifyReport(store.name, info.format_version, info.checksums)
     report.problems += _root_problems(store)
     ids = store.video_ids()
     job = partial(_verify_video, location=store.location, info=info)
     run = map_videos(job, [(vid,) for vid in ids], workers=workers, scheduler=scheduler, progress=progress,
-                     desc="verify")
+                     desc="verify", describe=lambda item: f"{store.name}: video {item[0]!r}",
+                     check_paths=[getattr(store.location, "path", None)])
     for outcome in sorted(run.outcomes, key=lambda o: o.video_id):
         if outcome.status == "failed":
             report.problems.append(Problem(outcome.video_id, outcome.detail))

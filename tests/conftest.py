@@ -1,10 +1,12 @@
-"""Shared fixtures: spec-shaped feature dicts, npy folders and stores made on the fly; small text files."""
+"""Shared fixtures: spec-shaped feature dicts, npy folders and stores made on the fly; small text files; a local
+S3 server (``tests/s3.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from s3 import s3_bucket, s3_env, s3_server  # noqa: F401 - fixtures for every test module
 
 from herostore.store import FeatureStore
 from herostore.testing.features import make_npy_dataset, sample_features

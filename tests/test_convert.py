@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from herostore import FeatureStore, StoreError
+from herostore.bulk import Outcome, guarded, map_videos
 from herostore.convert import export_npy, import_npy
 from herostore.npyfile import save_features
-from herostore.parallel import Outcome, guarded, map_videos
 from herostore.testing.features import sample_features
 
 

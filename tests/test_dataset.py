@@ -16,7 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
 from herostore import npyfile
 from herostore.dataset import HeroDataset, collate, subsample_index
-from herostore.errors import LabelError, SpecError, StoreError
+from herostore.errors import ArgumentError, LabelError, SpecError, StoreError
 from herostore.presets import get_preset
 from herostore.schema import ARRAY_KEYS
 from herostore.store import FeatureStore
@@ -152,6 +152,8 @@ def test_modalities_keep_the_requested_order(tmp_path):
     assert not {"video_mae", "clip"} & set(s)
     with pytest.raises(SpecError, match="unknown modality 'audio'"):
         HeroDataset(feature_root, ann, modalities=["audio"])
+    with pytest.raises(ArgumentError, match=r"modalities \['bert', 'bert'\]: each modality may be asked for once"):
+        HeroDataset(feature_root, ann, modalities=["bert", "bert"])
 
 
 @pytest.mark.parametrize("source", ["npy", "float16"])
@@ -162,8 +164,8 @@ def test_dtype(tmp_path, source):
         s = HeroDataset(feature_root, ann, dtype=dtype)[0]
         assert all(s[m].dtype == expected for m in ARRAY_KEYS), dtype
     for bad in ("int32", "float99", torch.int64):
-        with pytest.raises(ValueError, match=rf"dtype {bad!r}: expected a floating-point dtype, one of float16, "
-                                             r"bfloat16, float32, float64"):
+        with pytest.raises(ArgumentError, match=rf"dtype {bad!r}: expected a floating-point dtype, one of float16, "
+                                                r"bfloat16, float32, float64"):
             HeroDataset(feature_root, ann, dtype=bad)
 
 
@@ -290,9 +292,9 @@ def test_head_reads_only_the_first_chunks(tmp_path):
 
 def test_max_len_and_truncate_are_checked(tmp_path):
     feature_root, ann = build(tmp_path, "npy", n=1)
-    with pytest.raises(ValueError, match="truncate='tail'"):
+    with pytest.raises(ArgumentError, match="truncate='tail': expected one of 'subsample', 'head'"):
         HeroDataset(feature_root, ann, truncate="tail")
-    with pytest.raises(ValueError, match="max_len for 'hubert' is 0"):
+    with pytest.raises(ArgumentError, match="max_len for 'hubert' is 0: expected a positive int"):
         HeroDataset(feature_root, ann, max_len={"hubert": 0})
     with pytest.raises(SpecError, match="unknown modality 'audio'"):
         HeroDataset(feature_root, ann, max_len={"audio": 4})
@@ -365,6 +367,20 @@ def test_unknown_label(tmp_path):
         HeroDataset(feature_root, ann)
     with pytest.raises(LabelError, match="'furious'"):
         HeroDataset(feature_root, ann, classes=classes, skip_missing=True)  # skip_missing is for features only
+
+
+@pytest.mark.parametrize("source", ["npy", "lossless"])
+def test_empty_labels_are_an_error(tmp_path, source):
+    feature_root, ann = build(tmp_path, source, n=1)
+    write_labels(ann, [])
+    with pytest.raises(LabelError, match=r"labels\.json: no labelled videos \(an empty list\); a dataset needs at least "
+                                         r'one \{"video_id": \.\.\., "emotion": \.\.\.\} entry'):
+        HeroDataset(feature_root, ann, classes=["sad"])
+
+
+def test_collate_of_nothing_is_an_argument_error():
+    with pytest.raises(ArgumentError, match=r"collate: empty batch \(expected at least one sample\)"):
+        collate([])
 
 
 def test_duplicate_id(tmp_path):

@@ -28,7 +28,6 @@ from herostore.extract import (
     sample_indices,
 )
 from herostore.extract import output as output_module
-from herostore.extract import progress as progress_module
 from herostore.extract import runner as runner_module
 from herostore.extract.media import decode_audio
 from herostore.extract.models import ModelConfig, ModelLoadError, is_random_weight_model, resolve_model
@@ -465,25 +464,6 @@ def test_labels_text_chinese_and_pooled_outputs(clips, tiny_dir, tmp_path):
 # ----------------------------------------------------------------------------- progress and benchmark
 
 
-def test_plain_progress_line_shows_rate_and_eta(monkeypatch, capsys):
-    import types
-
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` now raises ImportError
-    clock = iter([100.0, 102.0, 104.0])
-    fake_time = types.SimpleNamespace(perf_counter=lambda: next(clock), strftime=progress_module.time.strftime,
-                                      gmtime=progress_module.time.gmtime)
-    monkeypatch.setattr(progress_module, "time", fake_time)
-    progress = progress_module.Progress(4, True)
-    assert progress.bar is None
-    progress.update(1)  # 1 video in 2 s: 0.50 videos/s, 3 left: 6 s
-    progress.update(1, failed=True)  # 2 in 4 s
-    progress.close()
-    err = capsys.readouterr().err
-    assert "\rextract 1/4 videos, 0.50 videos/s, ETA 00:00:06, 0 failed" in err
-    assert "\rextract 2/4 videos, 0.50 videos/s, ETA 00:00:04, 1 failed" in err
-    assert err.endswith("\n")
-
-
 def test_extract_bench_quick_reports_speed_and_stage_times(tiny_dir, tiny_models, tmp_path, monkeypatch, capsys):
     from benchmarks import extract_bench
 
@@ -679,35 +659,34 @@ def test_dask_existing_scheduler(zarr_run, clips, tiny_dir, tmp_path):
     _assert_matches_reference(out, zarr_out, ["speech_a", "portrait"])
 
 
-def test_cluster_seam_fails_a_dead_workers_chunk_and_stops_on_a_model_load_error(clips, tmp_path, monkeypatch):
-    """``extract_on_cluster``: items in, one report per chunk out; the chunk task is replaced, no model runs."""
+def test_on_a_cluster_a_failing_task_fails_its_video_and_a_model_load_error_stops_the_run(clips, tmp_path,
+                                                                                           monkeypatch):
+    """Through the bulk engine: a task that fails outside the per-video handling is run again one video per task,
+    so only the video that breaks it fails; ``ModelLoadError`` stops the run. The task is replaced (an in-process
+    cluster sees the replacement); no model runs."""
     from distributed import LocalCluster
 
-    from herostore.extract import cluster as cluster_module
-    from herostore.extract.runner import Job
+    from herostore.bulk import Outcome, TaskResult
+    from herostore.extract import extraction as extraction_module
 
-    items, _ = discover_videos([clips["speech_a"], clips["portrait"]])
-    job = Job(OutputSpec(tmp_path / "features"), ModelConfig(device="cpu"), ExtractOptions(), {})
-
-    def chunk_task(chunk, job):
-        if any(item.video_id == "portrait" for item in chunk):
+    def task(items, tick, *, job, on_worker):
+        if any(item.video_id == "portrait" for item in items):
             raise RuntimeError("worker died")
-        part = job.new_report()
-        part.written += [item.video_id for item in chunk]
-        return part
+        return TaskResult([Outcome(item.video_id, "written") for item in items], {"device": "cpu"})
 
-    def models_fail(chunk, job):
+    def models_fail(items, tick, *, job, on_worker):
         raise ModelLoadError("video_mae model 'x': could not load")
 
+    sources = [clips["speech_a"], clips["portrait"]]
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
                       dashboard_address=None) as cluster:
-        monkeypatch.setattr(cluster_module, "_extract_chunk", chunk_task)
-        parts = list(cluster_module.extract_on_cluster(items, job, scheduler=cluster.scheduler_address))
-        monkeypatch.setattr(cluster_module, "_extract_chunk", models_fail)
+        settings = RunSettings(scheduler=cluster.scheduler_address, progress=False)
+        monkeypatch.setattr(extraction_module, "extract_task", task)
+        report = run_extraction(sources, tmp_path / "features", models=ModelConfig(device="cpu"), settings=settings)
+        monkeypatch.setattr(extraction_module, "extract_task", models_fail)
         with pytest.raises(ModelLoadError, match="could not load"):
-            list(cluster_module.extract_on_cluster(items, job, scheduler=cluster.scheduler_address))
-    assert len(parts) == 2  # one chunk per video here: 2 videos over 4 chunks per worker
-    written = [vid for part in parts for vid in part.written]
-    failed = {vid: reason for part in parts for vid, reason in part.failed.items()}
-    assert written == ["speech_a"]
-    assert failed == {"portrait": f"{clips['portrait']}: worker failed (RuntimeError: worker died)"}
+            run_extraction(sources, tmp_path / "features", models=ModelConfig(device="cpu"), settings=settings)
+    assert report.written == ["speech_a"]
+    assert report.failed == {"portrait": f"{clips['portrait']}: its task failed (RuntimeError: worker died)"}
+
+

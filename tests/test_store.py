@@ -74,7 +74,7 @@ def test_transcripts_kept_exactly(tmp_path, text):
     "bad, reason",
     [("../x", "path separator"), ("/abs", "path separator"), ("a/b", "path separator"), ("a\\b", "path separator"),
      ("..", "starts with '.'"), (".hidden", "starts with '.'"), ("__meta", "reserved"), ("", "non-empty"),
-     ("tab\tid", "control character"), ("x" * 300, "longer than")],
+     ("tab\tid", "control character"), ("x" * 300, "longer than"), ("bad\udc80", "not valid Unicode")],
 )
 def test_unsafe_video_ids_refused(tmp_path, bad, reason):
     store = FeatureStore.create(tmp_path / "s")
@@ -84,9 +84,12 @@ def test_unsafe_video_ids_refused(tmp_path, bad, reason):
     assert not (tmp_path / "x").exists()
 
 
-def test_ids_with_spaces_and_unicode_are_fine():
-    for vid in ["dia0_utt1", "Ses05F_script03_1_F033", "sample 00001", "视频-1"]:
+def test_ids_with_spaces_colons_and_unicode_are_fine(tmp_path):
+    store = FeatureStore.create(tmp_path / "s")
+    for vid in ["dia0_utt1", "Ses05F_script03_1_F033", "sample 00001", "视频-1", "a:b", "c:\\x".replace("\\", "")]:
         assert check_video_id(vid) == vid
+        assert store.write_video(vid, make_features(0, lengths=(1, 1, 1, 1)))
+        assert store.read_video(vid)["bert"].shape == (1, 768)
 
 
 def test_resume_skips_complete_videos_and_overwrite_replaces(tmp_path):

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from herostore import FeatureStore
+from herostore import FeatureStore, StoreError
 from herostore.convert import import_npy
 from herostore.info import render_info, store_info
 from herostore.stats import compute_stats
@@ -120,14 +120,89 @@ def test_info_reports_sizes_ratio_and_lengths(zarr_dataset):
     assert "videos  4" in text and "hubert" in text
 
 
+def _numpy_stats(store, modality):
+    rows = [store.read_video(v).get(modality) for v in store.video_ids()]
+    rows = np.concatenate([r.reshape(-1, r.shape[-1]) for r in rows if r is not None]).astype(np.float64)
+    finite = rows[np.isfinite(rows).all(axis=1)]
+    return finite.mean(0), finite.std(0), len(finite)
+
+
 def test_stats_are_computed_and_recorded(zarr_dataset):
     stats = compute_stats(zarr_dataset / "features", workers=1, progress=False)
     store = FeatureStore(zarr_dataset / "features")
-    rows = np.concatenate([store.read_video(v)["bert"] for v in store.video_ids()])
-    np.testing.assert_allclose(stats["bert"]["mean"], rows.mean(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(stats["bert"]["std"], rows.std(0), rtol=1e-4, atol=1e-5)
-    assert stats["bert"]["count"] == rows.shape[0]
-    assert FeatureStore(zarr_dataset / "features").attrs["stats"]["au"]["count"] == 17 + 19
+    for modality in ("video_mae", "clip", "hubert", "bert", "au"):
+        mean, std, count = _numpy_stats(store, modality)
+        np.testing.assert_allclose(stats[modality]["mean"], mean, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(stats[modality]["std"], std, rtol=1e-6)
+        assert stats[modality]["count"] == count and stats[modality]["skipped_rows"] == 0
+    assert store.attrs["stats"]["au"]["count"] == 17 + 19
+    assert store.attrs["stats"] == json.loads(json.dumps(stats))
+
+
+def test_stats_stream_blocks_and_equal_numpy_to_1e6_on_offset_data(tmp_path):
+    """Values far from zero (mean 1000, std 0.01) defeat a float32 or sum-of-squares reduction; 7 blocks merged in
+    float64 equal numpy over all rows at once, in this process and on a local cluster of two processes."""
+    store = FeatureStore.create(tmp_path / "features", "raw")
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        features = sample_features(i, lengths=(4, 2, 30 + 7 * i, 5))
+        features["hubert"] = (1000 + 0.01 * rng.standard_normal((30 + 7 * i, 1024))).astype(np.float32)
+        store.write_video(f"v{i:02d}", features)
+    mean, std, count = _numpy_stats(store, "hubert")
+    for workers in (1, 2):
+        stats = compute_stats(store.path, workers=workers, progress=False, block_bytes=80 * 1024 * 4)
+        np.testing.assert_allclose(stats["hubert"]["mean"], mean, rtol=1e-6)
+        np.testing.assert_allclose(stats["hubert"]["std"], std, rtol=1e-6)
+        assert stats["hubert"]["count"] == count == sum(30 + 7 * i for i in range(12))
+
+
+def test_rows_with_nan_or_inf_are_left_out_counted_and_named(tmp_path, capsys):
+    """A NaN in one video once made every statistic NaN (and the root zarr.json invalid JSON): now its rows are
+    left out and said so, the stored values are finite JSON, and normalised features stay finite."""
+    import torch
+
+    from herostore.cli import main
+    from herostore.dataset import HeroDataset
+
+    root = tmp_path / "root"
+    store = FeatureStore.create(root / "features", "lossless")
+    labels = []
+    for i in range(4):
+        features = sample_features(i, lengths=(4, 2, 20, 5))
+        if i == 2:
+            features["hubert"][3, 5], features["hubert"][7, 0], features["hubert"][8, 1023] = np.nan, np.inf, -np.inf
+        store.write_video(f"video_{i}", features)
+        labels.append({"video_id": f"video_{i}", "emotion": "happy"})
+    (root / "labels.json").write_text(json.dumps(labels))
+    (root / "classes.json").write_text(json.dumps(["happy"]))
+    assert main(["stats", str(root), "--workers", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "hubert: 77 rows, 1024 dims; 3 rows with NaN/Inf left out, in 1 video(s): video_2" in out
+    assert "bert: 20 rows, 768 dims\n" in out
+    document = json.loads((root / "features" / "zarr.json").read_text(), parse_constant=pytest.fail)
+    stats = document["attributes"]["herostore"]["stats"]
+    assert (stats["hubert"]["skipped_rows"], stats["hubert"]["skipped_ids"]) == (3, ["video_2"])
+    mean, std, count = _numpy_stats(store, "hubert")
+    assert count == 77
+    np.testing.assert_allclose(stats["hubert"]["mean"], mean, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(stats["hubert"]["std"], std, rtol=1e-6)
+    sample = HeroDataset(root / "features", root / "labels.json", modalities=["hubert"], normalize=True,
+                         dtype=torch.float32)[0]["hubert"]
+    assert torch.isfinite(sample).all()
+    with pytest.raises(StoreError, match=r"modality 'hubert' has 3 row\(s\) with NaN or Inf in 1 video\(s\): "
+                                         r"video_2"):
+        compute_stats(store.path, workers=1, progress=False, nonfinite="error")
+    assert main(["stats", str(root), "--nonfinite", "error", "--workers", "1", "--quiet"]) == 2
+    assert "video_2" in capsys.readouterr().err
+
+
+def test_stats_name_an_unreadable_video(zarr_dataset):
+    store_path = zarr_dataset / "features"
+    (store_path / "video_002" / "hubert" / "c" / "0" / "0").unlink()
+    with pytest.raises(StoreError, match=r"1 video\(s\) unreadable for 'hubert', first video_002: .*video_002.*"
+                                         r"hubert"):
+        compute_stats(store_path, workers=1, progress=False)
+    assert "stats" not in FeatureStore(store_path).attrs
 
 
 def _edit_video_meta(store_path, video_id, edit):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from ..errors import HerostoreError
+from ..errors import ArgumentError, HerostoreError
 from ..presets import DEFAULT_PRESET, PRESETS
 
 
@@ -24,10 +26,43 @@ def add_preset_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_parallel_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
-                        help="parallel worker processes on this machine (default: CPU count, at most 8)")
+                        help="worker processes on this machine (a local dask cluster; 1: in this process; default: "
+                             "CPU count, at most 8, or this process for a run of a few seconds)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                        help="address of an existing dask scheduler (e.g. tcp://10.0.0.5:8786) to run on instead")
+                        help="run on the existing dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786) instead; every "
+                             "worker must see the paths given here at the same path (or URL)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_storage_flag(parser: argparse.ArgumentParser) -> None:
+    """``--storage-option KEY=VALUE`` (repeatable): fsspec options for ``s3://`` and other URLs."""
+    parser.add_argument("--storage-option", dest="storage_option", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="an fsspec option for s3:// (or other) URLs, repeatable; VALUE is JSON when it parses "
+                             "(true, 16, {...}), else text; dotted keys nest (config_kwargs.max_pool_connections=32). "
+                             "Credentials are best left to the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                             "AWS_ENDPOINT_URL, AWS_PROFILE): options on a command line are visible to other users")
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--storage-option`` flags as fsspec ``storage_options``."""
+    options: dict[str, Any] = {}
+    for item in getattr(args, "storage_option", None) or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ArgumentError(f"--storage-option {key.strip() or item!r}: expected KEY=VALUE")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        *parents, last = key.strip().split(".")
+        target = options
+        for name in parents:
+            target = target.setdefault(name, {})
+            if not isinstance(target, dict):
+                raise ArgumentError(f"--storage-option {key.strip()}: {name!r} is set to a value and to options")
+        target[last] = value
+    return options
 
 
 def describe_os_error(exc: OSError) -> str:

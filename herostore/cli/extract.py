@@ -17,7 +17,7 @@ from ..extract import Extraction, ExtractOptions, ModelConfig, OutputSpec, RunSe
 from ..extract.models import DEFAULT_MODELS, ROLES
 from ..extract.options import AUTO, BATCH_SIZE, MODEL_DTYPE
 from ..extract.output import FORMATS
-from .common import add_preset_flag, run_command
+from .common import add_preset_flag, add_storage_flag, run_command, storage_options
 
 _DESCRIPTION = (
     "Extract HERO features (video_mae, clip, hubert, bert, transcript, optional au) from videos. "
@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
     io.add_argument("--video_path", "--video-path", dest="video_path", required=True, nargs="+", metavar="PATH",
                     help="a video, a folder of videos, or a .txt/.lst list of paths (one per line)")
-    io.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, type=Path, metavar="DIR",
-                    help="feature_root: the store itself (zarr) or the folder of <video_id>.npy files (npy)")
+    io.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="DIR",
+                    help="feature_root: the store itself (zarr) or the folder of <video_id>.npy files (npy); a "
+                         "path or a URL such as s3://bucket/root/features")
     io.add_argument("--format", choices=FORMATS, default=OutputSpec.format, help="output format (default %(default)s)")
     add_preset_flag(io)
     io.add_argument("--labels", type=Path, metavar="LABELS_JSON",
@@ -42,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--overwrite", action="store_true", help="extract again videos that are already complete")
     io.add_argument("--report", type=Path, metavar="JSON", help="also write the run report (written/skipped/failed, "
                                                                "timings) as JSON")
+    add_storage_flag(io)
 
     models = parser.add_argument_group("models (ids from the hub / HF cache, or local folders)")
     models.add_argument("--language", choices=sorted(DEFAULT_MODELS), default=ModelConfig.language,
@@ -86,7 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--workers", type=int, default=RunSettings.workers, metavar="N",
                      help="dask workers on a local cluster, each loading the models once "
                           "(default %(default)s: no dask)")
-    run.add_argument("--scheduler", metavar="ADDRESS", help="use an existing dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="use an existing dask cluster, e.g. tcp://host:8786 (GPU workers: --resources GPU=1, one "
+                          "per GPU; see docs/extraction.md); every worker must see the paths at the same place")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -115,7 +119,8 @@ def build_extraction(args: argparse.Namespace) -> Extraction:
     options = ExtractOptions(video_mae_output=args.video_mae_output, clip_output=args.clip_output,
                              keyframes=args.keyframes, silence_dbfs=args.silence_dbfs, batch_size=args.batch_size,
                              prefetch=args.prefetch)
-    output = OutputSpec(args.output_dir, format=args.format, preset=args.preset, overwrite=args.overwrite)
+    output = OutputSpec(args.output_dir, format=args.format, preset=args.preset, overwrite=args.overwrite,
+                        storage_options=storage_options(args))
     settings = RunSettings(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     return prepare_extraction(args.video_path, output, models=models, options=options, settings=settings,
                               labels=args.labels, recursive=args.recursive)

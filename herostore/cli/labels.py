@@ -17,7 +17,9 @@ from typing import Any
 from ..converters import CONVERTERS, Option, convert
 from ..errors import LabelFileExistsError
 from ..labels import write_label_set
-from .common import help_text
+from ..layout import CLASSES_FILE
+from ..urls import display
+from .common import add_storage_flag, help_text, storage_options
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,11 +31,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     for converter in CONVERTERS.values():
         sub = kinds.add_parser(converter.name, help=help_text(converter.help), description=converter.help)
         sub.add_argument("inputs", nargs="+", metavar="INPUT", type=Path, help="label files (or folders)")
-        sub.add_argument("--out", required=True, type=Path, metavar="DATASET_ROOT",
-                         help="dataset root that receives labels.json and classes.json")
+        sub.add_argument("--out", required=True, metavar="DATASET_ROOT",
+                         help="dataset root that receives labels.json and classes.json (a path or a URL)")
         sub.add_argument("--force", action="store_true",
                          help="replace an existing labels.json / classes.json that differs (one with the same "
                               "content is kept either way)")
+        add_storage_flag(sub)
         defaults = converter.defaults
         for option in converter.options:
             sub.add_argument(option.flag, dest=option.name, **_argparse_settings(option, defaults[option.name]))
@@ -60,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     labels, classes, notes = convert(args.kind, args.inputs, **options)
     try:
-        labels_path, classes_path = write_label_set(args.out, labels, classes, overwrite=args.force)
+        labels_path, _ = write_label_set(args.out, labels, classes, overwrite=args.force,
+                                         storage_options=storage_options(args))
     except LabelFileExistsError as exc:
         raise LabelFileExistsError(f"{exc}; pass --force to replace") from None
     counts = Counter(label.emotion for label in labels)
     per_class = ", ".join(f"{c} {counts[c]}" for c in classes)
-    print(f"wrote {len(labels)} labels in {len(classes)} classes ({per_class}) to {labels_path} and "
-          f"{classes_path.name}{''.join(f'; {note}' for note in notes)}")
+    print(f"wrote {len(labels)} labels in {len(classes)} classes ({per_class}) to {display(labels_path)} and "
+          f"{CLASSES_FILE}{''.join(f'; {note}' for note in notes)}")
     return 0

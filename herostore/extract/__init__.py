@@ -11,10 +11,11 @@ from their flags. Modules, one concept each:
 - ``discovery``: which videos a run extracts (``discover_videos``, ``VideoItem``);
 - ``output``: ``OutputSpec`` and the opened store or ``.npy`` folder (resume, atomic writes);
 - ``runner``: extraction in one process (decode-ahead thread, batches, per-video failures,
-  the per-process model cache ``get_models``);
-- ``cluster``: the same on a dask cluster, behind ``extract_on_cluster``;
-- ``report``: ``ExtractionReport`` and the run summary; ``progress``: the progress display;
-- ``extraction``: a run start to end (``Extraction``, ``prepare_extraction``, ``run_extraction``).
+  the per-process model cache ``get_models``) and ``extract_task``, the bulk engine's task;
+- ``placement``: the device a task uses on its worker, and which workers take extraction tasks (GPUs);
+- ``report``: ``ExtractionReport`` and the run summary;
+- ``extraction``: a run start to end (``Extraction``, ``prepare_extraction``, ``run_extraction``) through the
+  bulk engine (``herostore.bulk``: local or on a dask cluster, one progress display).
 
 Synthetic clips and random-weight test models live in ``herostore.testing``.
 Importing this package does not import torch or transformers.

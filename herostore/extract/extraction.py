@@ -1,25 +1,31 @@
 """An extraction run, start to end: find the videos, skip finished ones, extract the rest, report.
 
-The rest is extracted in this process (``runner.extract_videos``) or, with several workers or a
-scheduler, on a dask cluster (``cluster.extract_on_cluster``); either way ``report`` fills in as
-the run goes, so an interrupted run can still say what it did.
+The rest goes through the bulk engine (``herostore.bulk``): in this process for one worker, else on a local
+cluster of ``workers`` processes or the cluster at ``scheduler``, as tasks of ``runner.extract_task`` (models
+loaded once per worker process, the device chosen on each worker: ``placement``). Either way ``report`` fills in
+as the run goes, so an interrupted run can still say what it did.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
+from ..bulk import COMPLETED_DURING_RUN, Outcome, open_session, run_tasks
 from .discovery import VideoItem, discover_videos
 from .models import ModelConfig
-from .options import ExtractOptions, RunSettings
+from .options import BATCH_SIZE, ExtractOptions, RunSettings
 from .output import Output, OutputSpec
-from .progress import Progress
+from .placement import task_resources
 from .report import ExtractionReport
-from .runner import Job, extract_videos
+from .runner import Job, extract_task
+
+# A first guess of one video's extraction (tiny models on a CPU core: ~0.8 s), for the engine's first batches;
+# later batches are sized from what the tasks took.
+EXTRACT_SECONDS = 1.0
 
 __all__ = ["Extraction", "prepare_extraction", "run_extraction"]
 
@@ -44,29 +50,60 @@ class Extraction:
         todo = [item for item in self.items if overwrite or not self.output.done(item.video_id)]
         pending = {item.video_id for item in todo}
         report.skipped += [item.video_id for item in self.items if item.video_id not in pending]
-        progress = Progress(len(todo), self.settings.progress)
+        settings = self.settings
         try:
-            if todo and self.settings.distributed:
-                self._run_on_cluster(todo, progress)
-            elif todo:
-                extract_videos(todo, self.job, report, progress=progress, output=self.output)
+            with open_session(settings.workers, settings.scheduler, items=len(todo)) as session:
+                job = self.job if session.inline else self.job.absolute()
+                if not session.inline:
+                    session.check_paths([job.output.path, job.models.model_dir, *[i.path for i in todo[:1]]])
+                device = self.job.requested[0].device
+                resources = None if session.inline else task_resources(session.workers(), device)
+                # a task holds at least one model batch: the one asked for, or the default of the device it runs on
+                min_batch = self.job.requested[1].batch_size or (BATCH_SIZE["cuda"] if resources
+                                                                 else job.options.batch_size)
+                items = todo if session.inline else [item.absolute() for item in todo]
+                facts = run_tasks(session, partial(extract_task, job=job, on_worker=not session.inline), items,
+                                  _Collector(report), describe=lambda item: (item.video_id, str(item.path)),
+                                  desc="extract", progress=settings.progress and bool(todo), complete=(),
+                                  item_seconds=EXTRACT_SECONDS, min_batch=min_batch, resources=resources)
+                report.workers, report.workers_lost = facts.workers, facts.workers_lost
         except KeyboardInterrupt:
             report.interrupted = True
             raise
         finally:
-            progress.close()
             report.elapsed = time.perf_counter() - start
         return report
 
-    def _run_on_cluster(self, todo: list[VideoItem], progress: Progress) -> None:
-        from .cluster import extract_on_cluster
 
-        parts = extract_on_cluster(todo, self.job, workers=self.settings.workers, scheduler=self.settings.scheduler)
-        with contextlib.closing(parts):
-            for part in parts:
-                self.report.merge(part)
-                progress.update(len(part.written) + len(part.skipped))
-                progress.update(len(part.failed), failed=True)
+class _Collector:
+    """Fills an ``ExtractionReport`` from the engine's outcomes and each task's extras."""
+
+    def __init__(self, report: ExtractionReport):
+        self.report = report
+
+    def add(self, outcome: Outcome) -> None:
+        report = self.report
+        if outcome.status == "failed":
+            report.failed[outcome.video_id] = outcome.detail
+            return
+        (report.written if outcome.status == "written" else report.skipped).append(outcome.video_id)
+        if outcome.detail == COMPLETED_DURING_RUN:
+            report.completed_elsewhere.append(outcome.video_id)
+        if isinstance(outcome.value, dict) and outcome.value.get("frames_clamped"):
+            report.frames_clamped.append(outcome.video_id)
+
+    def add_extra(self, extra: dict[str, Any], worker: str) -> None:
+        report = self.report
+        for stage, seconds in extra.get("timings", {}).items():
+            report.timings[stage] += seconds
+        report.models = report.models or dict(extra.get("models") or {})
+        report.random_weight_models |= bool(extra.get("random_weight_models"))
+        where = f"{worker or 'this process'} ({extra.get('device', '?')})"
+        entry = report.devices.setdefault(where, {"tasks": 0, "videos": 0, "written": 0, "busy_s": 0.0})
+        entry["tasks"] += 1
+        entry["videos"] += int(extra.get("videos", 0))
+        entry["written"] += int(extra.get("written", 0))
+        entry["busy_s"] += float(extra.get("seconds", 0.0))
 
 
 def prepare_extraction(

@@ -28,6 +28,10 @@ class ExtractionReport:
     random_weight_models: bool = False
     interrupted: bool = False
     frames_clamped: list[str] = field(default_factory=list)  # ids whose sampled frames moved (see media.py)
+    workers: int = 1  # worker processes that ran it (1: this process)
+    workers_lost: int = 0  # workers that left the cluster during the run; their tasks ran again elsewhere
+    completed_elsewhere: list[str] = field(default_factory=list)  # written ones an earlier attempt completed
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # "worker (device)" -> tasks, videos, busy_s
 
     @property
     def ok(self) -> bool:
@@ -47,6 +51,11 @@ class ExtractionReport:
             self.timings[stage] += seconds
         self.models = self.models or other.models
         self.random_weight_models |= other.random_weight_models
+        self.completed_elsewhere += other.completed_elsewhere
+        for where, entry in other.devices.items():
+            mine = self.devices.setdefault(where, {k: 0 for k in entry})
+            for key, value in entry.items():
+                mine[key] = mine.get(key, 0) + value
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: every field, plus ``videos_per_s``."""
@@ -66,6 +75,16 @@ class ExtractionReport:
         if busy:
             lines.append("time per stage (s, summed over workers): "
                          + ", ".join(f"{k} {busy[k]:.2f}" for k in STAGES if k in busy))
+        if len(self.devices) > 1:
+            lines.append("per worker: " + ", ".join(
+                f"{where} {entry['videos']} videos in {entry['busy_s']:.1f} s" for where, entry in
+                sorted(self.devices.items())))
+        if self.workers_lost:
+            lines.append(f"{self.workers_lost} worker(s) left the cluster during the run; the tasks they held ran "
+                         f"again on the others")
+        if self.completed_elsewhere:
+            lines.append(f"{len(self.completed_elsewhere)} of the written videos were completed during this run by "
+                         f"an earlier attempt of their task (whose worker was lost) or by another writer")
         if self.random_weight_models:
             lines.append("WARNING: random-weight test models were used; these features are meaningless")
         if self.frames_clamped:

@@ -4,8 +4,9 @@ A background thread decodes the next videos (decord) into a bounded queue while 
 calling thread runs the models on batches and writes each video atomically. A video
 that fails (decoding, the models, writing) is recorded with its reason and the run
 goes on; a batch that fails in the models is retried one video at a time. The loaded
-models are kept per process (``get_models``), so every chunk a worker process runs
-reuses them.
+models are kept per process (``get_models``), so every task a worker process runs
+reuses them. ``extract_task`` is the bulk engine's task (``herostore.bulk``): the same,
+on whichever worker it lands, on the device that worker should use (``placement``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from ..bulk import Outcome, TaskResult
 from ..errors import ExtractionError, HerostoreError
 from .discovery import VideoItem
 from .encoders import Models
@@ -27,10 +29,11 @@ from .media import DecodedVideo, decode_video
 from .models import ModelConfig, video_mae_num_frames
 from .options import ExtractOptions
 from .output import Output, OutputSpec
-from .progress import Progress
 from .report import ExtractionReport
 
-__all__ = ["Job", "extract_batch", "extract_videos", "get_models"]
+__all__ = ["Job", "extract_batch", "extract_task", "extract_videos", "get_models", "warm_up"]
+
+Tick = Callable[[Outcome], None]
 
 
 @dataclass(frozen=True)
@@ -41,16 +44,35 @@ class Job:
     models: ModelConfig
     options: ExtractOptions
     texts: dict[str, str]  # video id -> the labels' text, embedded by BERT instead of the transcript
+    # the models and options as asked, before "auto" was settled: a worker settles them for itself
+    requested: tuple[ModelConfig, ExtractOptions] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Settle the "auto" device and dtype and the per-device batch size once, where the run is prepared.
+        # Settle the "auto" device and dtype and the per-device batch size where the job is made.
+        if self.requested is None:
+            object.__setattr__(self, "requested", (self.models, self.options))
         models = self.models.resolved()
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "options", self.options.for_device(models.device))
 
     def absolute(self) -> Job:
         """This job with absolute output and model paths, for processes that run in another folder."""
-        return Job(self.output.absolute(), self.models.absolute(), self.options, self.texts)
+        models, options = self.requested
+        return Job(self.output.absolute(), self.models.absolute(), self.options, self.texts,
+                   requested=(models.absolute(), options))
+
+    def for_device(self, device: str) -> Job:
+        """This job as asked, on ``device``: its dtype (``auto``) and batch size (unless asked) follow the device."""
+        models, options = self.requested
+        return Job(self.output, replace(models, device=device), options, self.texts, requested=self.requested)
+
+    def on_this_worker(self) -> Job:
+        """This job on the device this dask worker should use (``placement.choose_device``)."""
+        from .placement import choose_device, worker_facts
+
+        name, slots, cuda_count = worker_facts()
+        device = choose_device(self.requested[0].device, cuda_count=cuda_count, gpu_slots=slots, worker_name=name)
+        return self.for_device(device)
 
     def new_report(self) -> ExtractionReport:
         """An empty report for (part of) this job's run."""
@@ -163,11 +185,40 @@ def extract_batch(models: Models, videos: Sequence[DecodedVideo], texts: Sequenc
 _END = object()
 
 
+def warm_up(job: Job) -> str:
+    """On a dask worker (``client.run``): load the models its extraction tasks will use; the device chosen."""
+    job = job.on_this_worker()
+    get_models(job.models)
+    return job.models.device
+
+
+def extract_task(items: list[VideoItem], tick: Tick | None, *, job: Job, on_worker: bool) -> TaskResult:
+    """The bulk engine's task: extract ``items`` here (``on_worker``: on the device this dask worker should use);
+    one outcome per video, and the task's stage times, models and device as ``extra``."""
+    start = time.perf_counter()
+    if on_worker:
+        job = job.on_this_worker()
+    report = job.new_report()
+    outcomes: list[Outcome] = []
+
+    def record(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if tick is not None:
+            tick(outcome)
+
+    extract_videos(items, job, report, tick=record)
+    extra = {"timings": dict(report.timings), "models": report.models, "device": job.models.device,
+             "random_weight_models": report.random_weight_models, "videos": len(outcomes),
+             "written": len(report.written), "seconds": time.perf_counter() - start}
+    return TaskResult(outcomes, extra)
+
+
 def extract_videos(items: Sequence[VideoItem], job: Job, report: ExtractionReport, *,
-                   progress: Progress | None = None, output: Output | None = None) -> None:
+                   tick: Tick | None = None, output: Output | None = None) -> None:
     """Extract ``items`` in this process into ``report``: decode ahead in a thread, run models on batches, write.
 
-    ``output``: the opened output, when the caller has it (else it is opened from ``job``).
+    ``tick`` is called with each video's ``Outcome`` as it is settled. ``output``: the opened output, when the
+    caller has it (else it is opened from ``job``).
     """
     output = output or Output(job.output)
     options = job.options
@@ -212,7 +263,7 @@ def extract_videos(items: Sequence[VideoItem], job: Job, report: ExtractionRepor
                     break
                 item, result = entry
                 if isinstance(result, BaseException):
-                    _fail(report, item, str(result), progress)
+                    _fail(report, item, str(result), tick)
                 else:
                     batch.append((item, result))
             if batch:
@@ -220,7 +271,7 @@ def extract_videos(items: Sequence[VideoItem], job: Job, report: ExtractionRepor
                     models = get_models(job.models)
                     report.models = dict(models.refs)
                     report.random_weight_models = models.random_weights
-                _process_batch(batch, models, job, output, report, progress)
+                _process_batch(batch, models, job, output, report, tick)
     finally:
         stop.set()
         while thread.is_alive():
@@ -232,7 +283,7 @@ def extract_videos(items: Sequence[VideoItem], job: Job, report: ExtractionRepor
 
 
 def _process_batch(batch: list[tuple[VideoItem, DecodedVideo]], models: Models, job: Job, output: Output,
-                   report: ExtractionReport, progress: Progress | None) -> None:
+                   report: ExtractionReport, tick: Tick | None) -> None:
     texts = [job.texts.get(item.video_id) for item, _ in batch]
     try:
         results = extract_batch(models, [v for _, v in batch], texts, job.options, report.timings)
@@ -241,10 +292,10 @@ def _process_batch(batch: list[tuple[VideoItem, DecodedVideo]], models: Models, 
     except Exception as exc:  # noqa: BLE001
         if len(batch) > 1:  # find the video that breaks the batch
             for one in batch:
-                _process_batch([one], models, job, output, report, progress)
+                _process_batch([one], models, job, output, report, tick)
             return
         item = batch[0][0]
-        _fail(report, item, f"{item.path}: model inference failed ({type(exc).__name__}: {exc})", progress)
+        _fail(report, item, f"{item.path}: model inference failed ({type(exc).__name__}: {exc})", tick)
         return
     for (item, _), (features, notes) in zip(batch, results):
         start = time.perf_counter()
@@ -253,20 +304,21 @@ def _process_batch(batch: list[tuple[VideoItem, DecodedVideo]], models: Models, 
         except MemoryError:
             raise
         except HerostoreError as exc:
-            _fail(report, item, f"{item.path}: could not write features ({exc})", progress)
+            _fail(report, item, f"{item.path}: could not write features ({exc})", tick)
             continue
         except Exception as exc:  # noqa: BLE001 - a full disk or a lost mount fails this video, not the run
-            _fail(report, item, f"{item.path}: could not write features ({type(exc).__name__}: {exc})", progress)
+            _fail(report, item, f"{item.path}: could not write features ({type(exc).__name__}: {exc})", tick)
             continue
         report.timings["write"] += time.perf_counter() - start
         (report.written if wrote else report.skipped).append(item.video_id)
-        if wrote and notes["source"].get("frames_clamped"):
+        clamped = bool(wrote and notes["source"].get("frames_clamped"))
+        if clamped:
             report.frames_clamped.append(item.video_id)
-        if progress:
-            progress.update(1)
+        if tick:
+            tick(Outcome(item.video_id, "written" if wrote else "skipped", value={"frames_clamped": clamped}))
 
 
-def _fail(report: ExtractionReport, item: VideoItem, reason: str, progress: Progress | None) -> None:
+def _fail(report: ExtractionReport, item: VideoItem, reason: str, tick: Tick | None) -> None:
     report.failed[item.video_id] = reason
-    if progress:
-        progress.update(1, failed=True)
+    if tick:
+        tick(Outcome(item.video_id, "failed", reason))

@@ -1,12 +1,14 @@
 """Where a store's bytes live, and how they are read and written there.
 
 - ``local``: a folder on a local or mounted cluster filesystem (chunk files, atomic rename);
-- ``remote``: a folder on object storage or any fsspec filesystem (ranged reads, the group ``zarr.json`` last as
-  the commit marker).
+- ``remote``: a folder on object storage or any fsspec filesystem (concurrent GETs, the group ``zarr.json`` last
+  as the commit marker).
+
+Single files by path or URL (label files, ``.npy`` dicts), fsspec options and remote error messages are in
+``herostore.urls``.
 
 Every location reads the root document, lists complete videos, reads a video's document, fills chunk jobs; the
-writable ones also create the root, update it under a lock, and publish a video so that it appears complete or
-not at all.
+writable ones also create the root, update it, and publish a video so that it appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -15,22 +17,42 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .. import layout, urls
+from ..errors import StoreError
+from ..npyfile import SUFFIX as NPY_SUFFIX
+from ..urls import display, is_url
 from .local import LocalDirectory
 
-__all__ = ["LocalDirectory", "is_url", "open_location"]
-
-
-def is_url(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names a remote location (``s3://...``, ``https://...``), not a local folder."""
-    text = os.fspath(path)
-    return "://" in text and not text.startswith("file://")
+__all__ = ["LocalDirectory", "dataset_root_of", "display", "is_url", "open_location", "resolve_features"]
 
 
 def open_location(path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> Any:
     """The location object for a local folder or a URL (remote locations need their fsspec package installed)."""
-    text = os.fspath(path)
-    if is_url(text):
+    if is_url(path):
         from .remote import RemoteDirectory
 
-        return RemoteDirectory(text, storage_options)
-    return LocalDirectory(text.removeprefix("file://"))
+        return RemoteDirectory(os.fspath(path), storage_options)
+    return LocalDirectory(urls.local(path))
+
+
+def resolve_features(path: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """The features location of a dataset root (``root/features``), or ``path`` itself if it is one.
+
+    A ``Path`` for local paths (``layout.resolve_features``), a URL string for URLs: ``URL/features`` when it
+    holds a store or ``.npy`` files, else ``URL`` when it does.
+    """
+    if not is_url(path):
+        return layout.resolve_features(urls.local(path))
+    url = os.fspath(path).rstrip("/")
+    for candidate in (urls.join(url, layout.FEATURES_DIR), url):
+        if urls.exists(urls.join(candidate, layout.META), storage_options):
+            return candidate
+        if urls.list_names(candidate, NPY_SUFFIX, storage_options):
+            return candidate
+    raise StoreError(f"{display(url)}: no dataset root or features folder there (no {layout.FEATURES_DIR}/"
+                     f"{layout.META}, {layout.META} or .npy files)")
+
+
+def dataset_root_of(features: str | os.PathLike) -> Any:
+    """The dataset root whose label files go with ``features``: its parent (a ``Path`` or a URL string)."""
+    return urls.parent(features)

@@ -13,8 +13,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from ..errors import CorruptStoreError
 from ..read.engine import CRC_BYTES, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
+from ..read.rows import scratch
 
 __all__ = ["BLOSC_OVERHEAD", "PARALLEL_MIN_BYTES", "fill_from_files", "identity"]
 
@@ -75,8 +78,8 @@ def fill_one(job: ChunkJob, fd: int, where: Callable[[ChunkJob], str], verified:
     if st.st_size > limit:
         raise CorruptStoreError(f"{where(job)}: compressed chunk of {st.st_size} bytes, more than its "
                                 f"{plan.chunk_bytes} decoded bytes can need")
-    data = bytearray(st.st_size)
-    _pread_into(fd, [memoryview(data)], 0, where(job))
+    data = scratch("compressed-chunk", np.uint8, (st.st_size,))  # this thread's, reused: no fresh pages per chunk
+    _pread_into(fd, [data], 0, where(job))
     decode_chunk(plan, data, dest, where(job), verified=known)
     if plan.encoding.checksum:
         verified.add(key)

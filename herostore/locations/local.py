@@ -49,8 +49,8 @@ class LocalDirectory:
     kind = "directory"
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.name = str(self.path)
+        self.path = Path(path).absolute()  # workers of a cluster may run in another folder
+        self.name = str(path)
         self._root_fd: int | None = None
         self._pid: int | None = None
         self._closer: weakref.finalize | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .. import npyfile
@@ -26,14 +25,20 @@ __all__ = ["NpyReader", "Reader", "VideoRecord", "ZarrReader", "default_threads"
 
 def open_reader(feature_root: str | os.PathLike, *, fast: bool = True, zero_copy: bool = False,
                 threads: int | None = None, storage_options: Mapping[str, Any] | None = None) -> Reader:
-    """The reader for a herostore store (local folder or URL) or a folder of spec ``.npy`` files."""
-    from ..locations import is_url, open_location
+    """The reader for a herostore store or a folder of spec ``.npy`` files, local or by URL (``s3://...``, with
+    ``storage_options`` for fsspec)."""
+    from .. import urls
+    from ..locations import open_location
 
-    text = os.fspath(feature_root)
-    if is_url(text):
-        return ZarrReader(open_location(text, storage_options), fast=fast, zero_copy=zero_copy, threads=threads)
-    path = Path(text.removeprefix("file://"))
     expected = "expected a herostore store (zarr.json with a 'herostore' attribute) or a folder of <video_id>.npy files"
+    if urls.is_url(feature_root):
+        url = os.fspath(feature_root).rstrip("/")
+        if urls.exists(urls.join(url, META), storage_options):
+            return ZarrReader(open_location(url, storage_options), fast=fast, zero_copy=zero_copy, threads=threads)
+        if urls.list_names(url, npyfile.SUFFIX, storage_options):
+            return NpyReader(url, storage_options=storage_options)
+        raise StoreError(f"{urls.display(url)}: neither a herostore store nor a folder of .npy files; {expected}")
+    path = urls.local(feature_root)
     if (path / META).is_file():
         return ZarrReader(open_location(path), fast=fast, zero_copy=zero_copy, threads=threads)
     if not path.exists():

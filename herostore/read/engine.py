@@ -210,8 +210,8 @@ def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, ve
             codec.decode(payload, out=dest)
         else:  # the padded last chunk, or a max_rows prefix
             dest[:] = memoryview(codec.decode(payload)).cast("B")[: len(dest)]
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise CorruptStoreError(f"{where}: corrupt blosc chunk ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder fed damaged bytes may raise anything (SystemError too)
+        raise CorruptStoreError(f"{where}: corrupt blosc chunk ({type(exc).__name__}: {exc})") from None
 
 
 def check_crc(payload: Any, stored: Any, where: str) -> None:

@@ -19,19 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CorruptStoreError, InvalidVideoIdError
+from ..errors import ArgumentError, CorruptStoreError, InvalidVideoIdError
 from ..layout import META, StoreInfo, VideoMeta, check_video_id, parse_json, parse_root, parse_video
 from ..schema import check_modalities
 from .engine import VERIFIED, ArrayPlan, ChunkJob, VerifiedChunks, plan_array
 from .protocol import VideoRecord, check_max_rows, check_threads, default_threads
+from .rows import Rows, check_rows, copy_rows, destination, scratch
 
 __all__ = ["MMAP_MIN_BYTES", "ZarrReader"]
 
 # Uncompressed one-chunk arrays at least this large are memory-mapped when zero_copy is asked for; smaller ones
 # are read into the output (faster than mmap + munmap + page faults for small files).
 MMAP_MIN_BYTES = 256 * 1024
-# Arrays whose own zarr.json this process found equal to their consolidated copy, by store, video, the hash of
-# the video document and array: reading them again skips the comparison.
+# Arrays whose own zarr.json this process found equal to their consolidated copy, by store, video, array and plan:
+# planning them again the same way skips the comparison.
 AGREED = VerifiedChunks(limit=1 << 16)
 
 
@@ -93,17 +94,24 @@ class ZarrReader:
 
     def video_meta(self, video_id: str) -> VideoMeta:
         """The video's parsed ``zarr.json`` (transcript, notes, array metadata)."""
-        return self._video(video_id)[0]
+        return parse_video(self.location.video_document(check_video_id(video_id)), self.location.name, video_id)
 
-    def _video(self, video_id: str) -> tuple[VideoMeta, int]:
-        document = self.location.video_document(check_video_id(video_id))
-        return parse_video(document, self.location.name, video_id), hash(document)
+    def plan(self, meta: VideoMeta, modality: str) -> ArrayPlan:
+        """How to read one array, from its consolidated metadata checked against its own ``zarr.json``."""
+        where = f"{self.location.name}: video {meta.video_id!r}"
+        preset = self.info.preset if self.info.format_version >= 2 else None
+        plan = plan_array(modality, meta.arrays[modality], where, checksums=self.info.checksums, preset=preset)
+        self._check_array_document(meta, modality, plan)
+        return plan
 
-    def _check_array_document(self, meta: VideoMeta, document: int, name: str) -> None:
-        """The array's own ``zarr.json`` must say what its consolidated copy says (checked once per process and
-        video document). The reader plans from the consolidated copy: an edit of that copy alone (a shape grown
-        into the last chunk's padding, a byte order) would otherwise change the data read without an error."""
-        identity = (self.location.name, meta.video_id, document, name)
+    def _check_array_document(self, meta: VideoMeta, name: str, plan: ArrayPlan) -> None:
+        """The array's own ``zarr.json`` must say what its consolidated copy says, once per process for a plan (what
+        decides the bytes read: shape, chunking, data type, byte order, codecs). The reader plans from the
+        consolidated copy: an edit of that copy alone (a shape grown into the last chunk's padding, a byte order)
+        would otherwise change the data read without an error."""
+        encoding = plan.encoding
+        identity = (self.location.name, meta.video_id, name, plan.shape, plan.chunk_rows, encoding.stored.str,
+                    encoding.codec is not None, encoding.checksum)
         read_key = getattr(self.location, "read_key", None)
         if read_key is None or identity in AGREED:
             return
@@ -118,11 +126,6 @@ class ZarrReader:
                                     "or damaged)")
         AGREED.add(identity)
 
-    def plan(self, meta: VideoMeta, modality: str) -> ArrayPlan:
-        where = f"{self.location.name}: video {meta.video_id!r}"
-        preset = self.info.preset if self.info.format_version >= 2 else None
-        return plan_array(modality, meta.arrays[modality], where, checksums=self.info.checksums, preset=preset)
-
     def read(self, video_id: str, modalities: Sequence[str] | None = None,
              max_rows: Mapping[str, int] | None = None) -> VideoRecord:
         """The requested modalities the video has (all by default), rows ``[:max_rows[key]]``."""
@@ -133,7 +136,7 @@ class ZarrReader:
             from .reference import read_with_zarr_python
 
             return read_with_zarr_python(self.location, video_id, wanted, limits)
-        meta, document = self._video(video_id)
+        meta = self.video_meta(video_id)
         arrays: dict[str, np.ndarray] = {}
         jobs: list[ChunkJob] = []
         swapped: list[np.ndarray] = []
@@ -141,7 +144,6 @@ class ZarrReader:
             if key not in meta.arrays:
                 continue
             plan = self.plan(meta, key)
-            self._check_array_document(meta, document, key)
             arrays[key], array_jobs = self._prepare(video_id, plan, limits.get(key))
             jobs += array_jobs
             if array_jobs and not plan.encoding.stored.isnative:
@@ -151,15 +153,86 @@ class ZarrReader:
             array.byteswap(inplace=True)
         return VideoRecord(video_id, arrays, meta.transcript, meta.notes)
 
-    def fill(self, video_id: str, jobs: Sequence[ChunkJob]) -> None:
+    def read_into(self, video_id: str, dests: Mapping[str, np.ndarray], *, rows: Mapping[str, Rows] | None = None,
+                  plans: Mapping[str, ArrayPlan] | None = None, threads: int | None = None) -> None:
+        """Read the video's arrays into memory the caller already has: ``dests[modality]``.
+
+        ``rows[modality]`` selects rows: None (all, the default), an int n (the first n: only their chunks are
+        read) or an int array of row numbers (a subsample; with ``zero_copy`` an uncompressed one-chunk array is
+        memory-mapped rather than read whole). A destination holds exactly the selected rows: shape
+        ``[n, *row_shape]`` or any C-contiguous shape of that size (a 3-D array's rows may be flattened), any float
+        dtype. Chunk bytes go straight into it when its dtype is the stored one and it takes leading rows;
+        otherwise they go through this thread's scratch buffer and are cast once. ``plans``: the arrays' plans
+        (``plan``) when the caller has them, so the video's metadata is not parsed again. ``threads``: for this
+        read, instead of the reader's.
+        """
+        check_video_id(video_id)
+        selections = rows or {}
+        if plans is None:
+            meta = self.video_meta(video_id)
+            absent = [m for m in dests if m not in meta.arrays]
+            if absent:
+                raise ArgumentError(f"{self.location.name}: video {video_id!r} has no {', '.join(map(repr, absent))} "
+                                    f"array (it has {', '.join(map(repr, meta.arrays))})")
+            plans = {m: self.plan(meta, m) for m in dests}
+        jobs: list[ChunkJob] = []
+        after: list[Any] = []  # copies once the chunks are in: padded tails, casts, subsamples
+        for key, dest in dests.items():
+            plan = plans[key]
+            where = f"{self.location.name}: video {video_id!r}, modality {key!r}"
+            need, index = check_rows(selections.get(key), plan.shape[0], where)
+            out = destination(dest, (need if index is None else len(index),) + plan.shape[1:], where)
+            stored = plan.encoding.stored
+            if index is None and dest.dtype == stored:
+                jobs += self._jobs_into(plan, out, need, after)
+                continue
+            src = self._mapped(video_id, plan, need) if index is not None else None
+            if src is None:
+                src = scratch(f"read_into:{key}", stored, (need,) + plan.shape[1:])
+                jobs += self._jobs_into(plan, src, need, after)
+            after.append(lambda src=src, out=out, index=index: copy_rows(src, out, index))
+        self.fill(video_id, jobs, threads=threads)
+        for step in after:
+            step()
+
+    def fill(self, video_id: str, jobs: Sequence[ChunkJob], *, threads: int | None = None) -> None:
         """Read and decode ``jobs`` (chunks of one video) into their destinations."""
         name = self.location.name
 
         def where(job: ChunkJob) -> str:
             return f"{name}: video {video_id!r}, modality {job.plan.name!r}, chunk {job.key}"
 
-        threads = self.threads if self.threads is not None else default_threads()
+        if threads is None:
+            threads = self.threads if self.threads is not None else default_threads()
         self.location.fill(video_id, jobs, where, threads=threads, verified=VERIFIED)
+
+    def _jobs_into(self, plan: ArrayPlan, out: np.ndarray, rows: int, after: list[Any]) -> list[ChunkJob]:
+        """Chunk jobs filling rows ``[:rows]`` of ``out`` (stored dtype); a compressed chunk that ends past them is
+        decoded into this thread's scratch, and its head copied over in ``after``."""
+        raw = out.reshape(-1).view(np.uint8)
+        step = plan.chunk_bytes
+        end = rows * plan.row_bytes
+        jobs = []
+        for i in range(-(-rows // plan.chunk_rows)):
+            dest = raw[i * step : min((i + 1) * step, end)]
+            if plan.encoding.codec is not None and len(dest) < step:
+                whole = scratch(f"chunk:{plan.name}", np.uint8, (step,))
+                jobs.append(ChunkJob(plan.chunk_key(i), plan, memoryview(whole)))
+                after.append(lambda dest=dest, whole=whole: np.copyto(dest, whole[: len(dest)]))
+            else:
+                jobs.append(ChunkJob(plan.chunk_key(i), plan, memoryview(dest)))
+        return jobs
+
+    def _mapped(self, video_id: str, plan: ArrayPlan, rows: int) -> np.ndarray | None:
+        """Rows ``[:rows]`` of an uncompressed one-chunk array, memory-mapped (read-only), if ``zero_copy`` allows."""
+        nbytes = rows * plan.row_bytes
+        if not (self.zero_copy and plan.encoding.codec is None and plan.n_chunks == 1 and plan.encoding.stored.isnative
+                and nbytes >= MMAP_MIN_BYTES and hasattr(self.location, "map_chunk")):
+            return None
+        key = plan.chunk_key(0)
+        where = f"{self.location.name}: video {video_id!r}, modality {plan.name!r}, chunk {key}"
+        view = self.location.map_chunk(video_id, key, plan, nbytes, where, VERIFIED)
+        return view.view(plan.encoding.native).reshape((rows,) + plan.shape[1:])
 
     def _prepare(self, video_id: str, plan: ArrayPlan, limit: int | None) -> tuple[np.ndarray, list[ChunkJob]]:
         """The output for rows ``[:limit]`` of one array and the chunk jobs that fill it."""
@@ -167,12 +240,9 @@ class ZarrReader:
         out_shape = (rows,) + plan.shape[1:]
         row_bytes = plan.row_bytes
         n_chunks = -(-rows // plan.chunk_rows)
-        if (self.zero_copy and plan.encoding.codec is None and n_chunks == 1 and plan.encoding.stored.isnative
-                and rows * row_bytes >= MMAP_MIN_BYTES and hasattr(self.location, "map_chunk")):
-            key = plan.chunk_key(0)
-            where = f"{self.location.name}: video {video_id!r}, modality {plan.name!r}, chunk {key}"
-            view = self.location.map_chunk(video_id, key, plan, rows * row_bytes, where, VERIFIED)
-            return view.view(plan.encoding.native).reshape(out_shape), []
+        mapped = self._mapped(video_id, plan, rows)
+        if mapped is not None:
+            return mapped, []
         out = np.empty(out_shape, plan.encoding.native)
         raw = out.reshape(-1).view(np.uint8)
         step = plan.chunk_rows * row_bytes
@@ -180,3 +250,4 @@ class ZarrReader:
         jobs = [ChunkJob(plan.chunk_key(i), plan, memoryview(raw[i * step : min((i + 1) * step, end)]))
                 for i in range(n_chunks)]
         return out, jobs
+
