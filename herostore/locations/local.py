@@ -47,6 +47,7 @@ class LocalDirectory:
     """The files of a store in a local folder. Pickles without its open file descriptors."""
 
     kind = "directory"
+    small_reads_are_cheap = True  # a system call, not a request: the reader can afford its metadata cross-checks
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).absolute()  # workers of a cluster may run in another folder
