@@ -42,7 +42,6 @@ from . import data as bdata
 PRESET = "float16"
 TARGET_LATER = 1.10  # later epochs at most 10% slower than chunks without checksums
 TARGET_VERIFY_GBPS = 1.0
-BATCH = 16  # videos per task in the batched verify prototype
 
 
 @dataclass
@@ -196,41 +195,12 @@ def measure_verify(v2: Path, big: Path, cfg: Config, log: Any) -> dict[str, Any]
         verify_store(v2, scheduler=cluster.scheduler_address, progress=False)  # the workers import herostore
         timed("2 workers, warm", v2, scheduler=cluster.scheduler_address)
         timed(f"2 workers, warm, {cfg.verify_scale}x store", big, scheduler=cluster.scheduler_address)
-        batched = [_verify_batched(big, cluster.scheduler_address, BATCH) for _ in range(cfg.verify_repeats)]
-        best = min(batched, key=lambda r: r["seconds"])
-        out[f"prototype: {BATCH} videos per task, warm, {cfg.verify_scale}x store"] = {
-            **best, "gb_per_s": best["bytes"] / best["seconds"] / 1e9,
-            "spread": summary([r["seconds"] for r in batched])["spread"], "n": len(batched)}
     timed("2 workers, end to end (starting them)", v2, workers=2)
     small, large = out["2 workers, warm"], out[f"2 workers, warm, {cfg.verify_scale}x store"]
     extra_bytes, extra_seconds = large["bytes"] - small["bytes"], large["seconds"] - small["seconds"]
     out["2 workers, warm, marginal"] = {"bytes": extra_bytes, "seconds": extra_seconds,
                                         "gb_per_s": extra_bytes / extra_seconds / 1e9 if extra_seconds > 0 else None}
     return out
-
-
-def _verify_batched(path: Path, address: str, per_task: int) -> dict[str, Any]:
-    """What batching would give: verify's per-video check (``herostore.verify._verify_video``, private) run on the
-    same workers for ``per_task`` videos per task instead of one, so the per-task cost is paid less often."""
-    from functools import partial
-
-    from distributed import Client
-
-    from herostore import verify
-    from herostore.store import FeatureStore
-
-    start = time.perf_counter()
-    store = FeatureStore(path)
-    ids = store.video_ids()
-    check = partial(verify._verify_video, location=store.location, info=store.info)
-    batches = [ids[i:i + per_task] for i in range(0, len(ids), per_task)]
-    with Client(address) as client:
-        results = client.gather(client.map(lambda batch: [check(vid) for vid in batch], batches, pure=False))
-    outcomes = [o for batch in results for o in batch]
-    if any(o.status != "done" or o.value[0] for o in outcomes):
-        raise RuntimeError("the batched check found problems in a clean store")
-    return {"seconds": time.perf_counter() - start, "bytes": sum(o.value[2] for o in outcomes),
-            "chunks": sum(o.value[1] for o in outcomes)}
 
 
 def machine() -> dict[str, Any]:
