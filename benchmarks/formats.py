@@ -7,7 +7,8 @@ source at the stored precision). A ``ReadPath`` is one way to read a format: ``o
 is the torch ``Dataset`` used for the DataLoader workload.
 
 The herostore formats are written and read only through the library: ``FeatureStore.create(path, preset)
-.write_video``, ``open_reader`` (the fast path), ``ZarrReader(path, fast=False)`` (zarr-python) and ``HeroDataset``.
+.write_video``, ``herostore.pack.pack`` (the packed dataset, ``packed.py``), ``open_reader`` (the fast path),
+``ZarrReader(path, fast=False)`` (zarr-python) and ``HeroDataset``.
 The spec's ``.npy`` folder is read the way users read it today, ``np.load(path, allow_pickle=True).item()``.
 """
 
@@ -429,11 +430,15 @@ def candidate_presets() -> list[Preset]:
 
 
 def make_formats(root: Path, candidates: bool = False) -> list[Format]:
+    from .packed import PackedFormat
+
     extra: list[Format] = [HerostoreFormat(root, p, candidate=True) for p in candidate_presets()] if candidates else []
+    default = HerostoreFormat(root, "float16")
     return [
         NpyFolder(root),
         HerostoreFormat(root, "lossless"),
-        HerostoreFormat(root, "float16"),
+        default,
+        PackedFormat(root, default),  # the default store packed (written after it)
         HerostoreFormat(root, "float16-lz4"),
         HerostoreFormat(root, "bitround"),
         HerostoreFormat(root, "raw"),
@@ -450,9 +455,15 @@ def make_read_paths(formats: Sequence[Format]) -> list[ReadPath]:
     from herostore.presets import DEFAULT_PRESET
     from herostore.read import NpyReader, ZarrReader, default_threads, open_reader
 
+    from .packed import PackedFormat
+
     paths: list[ReadPath] = []
     for fmt in formats:
-        if isinstance(fmt, NpyFolder):
+        if isinstance(fmt, PackedFormat):
+            paths.append(ReadPath(f"{fmt.key} fast", fmt, lambda p: HerostoreReader(open_reader(p, fast=True)),
+                                  "herostore open_reader over the packed dataset (one range per sample)",
+                                  hero_dataset=True))
+        elif isinstance(fmt, NpyFolder):
             paths.append(ReadPath("npy", fmt, NpyPickleReader, "np.load(allow_pickle=True).item() (baseline)"))
             paths.append(ReadPath("npy safe", fmt, lambda p: HerostoreReader(NpyReader(p)),
                                   "herostore NpyReader (allow-listed unpickler)", hero_dataset=True))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import data as bdata
+from . import packed as bpacked
 from . import scale as bscale
 from .formats import AUDIO_TEXT, Format, ReadPath, make_formats, make_read_paths, own
 
@@ -388,6 +389,24 @@ def run(cfg: Config, workdir: Path) -> dict[str, Any]:
         timings[p.name]["dataloader"] = {"seconds": epochs, "best_s": t, "samples_per_s": len(ids) / t,
                                          "decoded_mb_per_s": per_sample_bytes / t / 1e6}
     results["timings"] = timings
+
+    log(f"[{cfg.mode}] packed dataset: inodes, requests per sample from memory://, pack throughput")
+    keys = {"npy", f"hs-{DEFAULT_PRESET}", bpacked.PACKED_KEY, "hdf5-float16"}
+    by_key = {f.key: f for f in formats}
+    results["packed"] = {
+        "inodes_per_video": {k: bpacked.inodes_per_video(by_key[k].path, cfg.videos) for k in keys},
+        "requests": bpacked.remote_requests(by_key["npy"].path, by_key[f"hs-{DEFAULT_PRESET}"].path,
+                                            by_key[bpacked.PACKED_KEY].path, ids),
+        "cold_shuffled": bpacked.cold_shuffled([p for p in paths if p.name in ("npy", f"hs-{DEFAULT_PRESET} fast",
+                                                                             "hdf5-float16", f"{bpacked.PACKED_KEY} fast")],
+                                               ids, 2 * cfg.cold_repeats - 1, read_pass),
+        "cold_fetch": bpacked.cold_fetch(by_key[bpacked.PACKED_KEY].path, by_key["npy"].path, ids,
+                                         2 * cfg.cold_repeats - 1, evict),
+        "warm_pair": bpacked.warm_pair(by_key[f"hs-{DEFAULT_PRESET}"].path, by_key[bpacked.PACKED_KEY].path, ids,
+                                       rounds=5 * cfg.warm_repeats),
+        "throughput": bpacked.pack_throughput(by_key[f"hs-{DEFAULT_PRESET}"].path, root, 2 * cfg.warm_repeats - 1,
+                                              dask=cfg.mode == "full"),
+    }
     shutil.rmtree(root)
 
     log(f"[{cfg.mode}] scale: stores of {cfg.scale_sizes} videos")
@@ -397,6 +416,8 @@ def run(cfg: Config, workdir: Path) -> dict[str, Any]:
     results["scale"] = {str(n): {"build_s": build_s[n], **probes[n]} for n in cfg.scale_sizes}
     small, large = (results["scale"][str(n)] for n in cfg.scale_sizes)
     results["scale_projection_1M"] = bscale.project(small, large, 1_000_000)
+    log(f"[{cfg.mode}] scale: packed datasets of {bpacked.SCALE_SIZES[cfg.mode]} videos")
+    results["packed"]["scale"] = bpacked.scale(workdir / "cache", cfg.mode, cfg.scale_reads)
 
     results["machine"]["load_avg_end"] = os.getloadavg()
     results["seconds"] = time.perf_counter() - t_run
@@ -446,7 +467,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     add(f"open a {n}-video store + read one sample, RSS MB", large["rss_after_open_read_mb"], "<=", 200, "small")
     add(f"per-sample read time, {n} vs {small['videos']} videos",
         large["per_sample_ms_median"] / small["per_sample_ms_median"], "<=", 1.2, "small")
-    return out
+    return out + bpacked.targets(r)
 
 
 def _mb(x: float) -> str:
@@ -562,6 +583,7 @@ def markdown(r: dict[str, Any], command: str) -> str:
                   f"{x:.3f}" for x in v["per_sample_ms_median_fresh_processes"]) for n, v in s.items())
               + " ms. Projection: linear through the two sizes (a negative slope counts as flat); per-sample also "
               "with a log(n) model (directory index lookups)."]
+    lines += bpacked.section(r)
     lines += ["", "## Targets", "", "| target | data | value | target | met |", "|---|---|---:|---:|---|"]
     for g in r["targets"]:
         lines.append(f"| {g['target']} | {g['data']} | {g['value']:.3g} | {g['op']} {g['limit']:g} | "

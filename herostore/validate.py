@@ -23,7 +23,7 @@ import numpy as np
 from . import npyfile, urls
 from .errors import HerostoreError
 from .layout import CLASSES_FILE, LABELS_FILE, META
-from .locations import dataset_root_of, resolve_features
+from .locations import dataset_root_of, is_packed, resolve_features
 from .schema import ARRAY_KEYS, MODALITY_BY_NAME, REQUIRED_ARRAY_KEYS, SPEC_DTYPE, check_features
 from .store import FeatureStore
 
@@ -71,11 +71,13 @@ class ValidationReport:
 
 def validate_dataset(root: str | os.PathLike, *, check_values: bool = True,
                      storage_options: Mapping[str, Any] | None = None) -> ValidationReport:
-    """Check a spec dataset root (``features/`` as `.npy` files or a store, ``labels.json``); a path or a URL."""
+    """Check a spec dataset root (``features/`` as `.npy` files, a store or a packed dataset, ``labels.json``);
+    a path or a URL."""
     root = os.fspath(root).rstrip("/") if urls.is_url(root) else urls.local(root)
     features = resolve_features(root, storage_options)
     dataset_root = dataset_root_of(features) if os.fspath(features) != os.fspath(root) else root
-    fmt = "zarr" if urls.exists(urls.join(features, META), storage_options) else "npy"
+    stored = urls.exists(urls.join(features, META), storage_options) or is_packed(features, storage_options)
+    fmt = "zarr" if stored else "npy"
     report = ValidationReport(urls.display(root), fmt)
     if fmt == "zarr":
         try:

@@ -92,7 +92,40 @@ class MemorySource:
         return ZarrReader(url, **options)
 
 
-SOURCES = [LocalSource, MemorySource]
+class PackedSource:
+    """The same store packed (``herostore pack``) into shards small enough that videos spread over several."""
+
+    name = "packed"
+    shard_size = 1 << 20
+
+    def __init__(self):
+        self.count = 0
+
+    def pack(self, store_path: Path) -> Path:
+        from herostore.pack import pack
+
+        self.count += 1
+        root = store_path.parent / f"{store_path.name}-packed-{self.count}"
+        assert pack(store_path, root, shard_size=self.shard_size, workers=1, progress=False).ok
+        return root / "features"
+
+    def open(self, store_path: Path, **options) -> ZarrReader:
+        return ZarrReader(self.pack(store_path), **options)
+
+
+class PackedMemorySource(MemorySource, PackedSource):
+    """A packed dataset as objects on an fsspec filesystem: one ranged read per sample."""
+
+    name = "packed-memory"
+
+    def open(self, store_path: Path, **options) -> ZarrReader:
+        packed = self.pack(store_path)
+        url = f"memory://herostore-packed-{self.count}/features"
+        self.fs.put(str(packed), url.removeprefix("memory:/"), recursive=True)
+        return ZarrReader(url, **options)
+
+
+SOURCES = [LocalSource, MemorySource, PackedSource, PackedMemorySource]
 
 
 @pytest.fixture(params=SOURCES, ids=lambda s: s.name)
@@ -518,3 +551,25 @@ def test_fork_inherits_a_used_reader(store_factory):
     process.join(60)
     assert process.exitcode == 0
     assert sums == [float(expected.astype(np.float64).sum())] * 2
+
+
+def test_a_failing_chunk_waits_for_the_other_threads_before_files_are_closed(store_factory, monkeypatch):
+    import time
+
+    monkeypatch.setattr(chunk_files_module, "PARALLEL_MIN_BYTES", 0)
+    store = store_factory("float16-lz4", n=0)
+    add_odd_videos(store)
+    still_open = []
+    real = chunk_files_module.fill_one
+
+    def slow_or_failing(job, fd, where, verified):
+        if job.plan.name == "video_mae":  # the largest: the first one waited for
+            raise CorruptStoreError(f"{where(job)}: fails first")
+        time.sleep(0.2)
+        still_open.append(os.fstat(fd) is not None)  # raises if the caller closed it meanwhile
+        return real(job, fd, where, verified)
+
+    monkeypatch.setattr(chunk_files_module, "fill_one", slow_or_failing)
+    with pytest.raises(CorruptStoreError, match="fails first"):
+        ZarrReader(store.path, threads=3).read("long")
+    assert still_open and all(still_open)

@@ -518,9 +518,12 @@ def test_requests_per_sample(s3_server, s3_bucket, npy_dataset, monkeypatch):
     s3_server.reset_log()
     list(DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate, multiprocessing_context="fork"))
     log = s3_server.log()
-    opening = [r for r in log if r.key == "root/features/zarr.json"]  # each worker: the format probe, the read
-    samples = [r for r in log if r.key != "root/features/zarr.json"]
-    assert [r.method for r in opening] == ["GET"] * 4
+    # each worker opens the store: the packed-dataset probe (not there), the format probe, the root document
+    opening = [r for r in log if r.key in ("root/features/zarr.json", "root/features/herostore-pack.json")]
+    samples = [r for r in log if r not in opening]
+    assert [(r.method, r.key.rsplit("/", 1)[-1], r.status) for r in opening].count(
+        ("GET", "herostore-pack.json", 404)) == 2
+    assert [r.method for r in opening] == ["GET"] * 6
     assert {r.method for r in samples} == {"GET"}
     assert len(samples) == sum(1 + len(store.shapes(v)) for v in store.video_ids())
 

@@ -1,6 +1,6 @@
 """The ``herostore`` command: argument parsing only, the work is in the library.
 
-One module per command group (``convert``, ``inspect``, ``extract``, ``labels``); ``main`` runs every command
+One module per command group (``convert``, ``inspect``, ``extract``, ``labels``, ``pack``); ``main`` runs every command
 under one error policy (``common.run_command``).
 """
 
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, extract, inspect, labels
+from . import convert, extract, inspect, labels, pack
 from .common import run_command
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_parsers(sub)
     extract.add_parser(sub)
     labels.add_parser(sub)
+    pack.add_parsers(sub)
     p = sub.add_parser("demo", help="the whole pipeline on generated sample clips with tiny offline models",
                        description="Generate sample clips with sound, extract features into a store with "
                                    "random-weight test models, validate, export to .npy, import back, print info "

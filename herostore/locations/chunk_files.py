@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,8 @@ def fill_from_files(jobs: Sequence[ChunkJob], open_chunk: Callable[[ChunkJob], i
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
         decoded = sum(len(job.dest) for job in jobs if job.plan.encoding.codec is not None)
         if threads > 1 and len(jobs) > 1 and decoded and decoded >= PARALLEL_MIN_BYTES:
-            order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].dest))  # largest first
-            for _ in _thread_pool(threads).map(lambda i: fill_one(jobs[i], fds[i], where, verified), order):
-                pass
+            run_all(thread_pool(threads), [partial(fill_one, jobs[i], fds[i], where, verified)
+                                            for i in sorted(range(len(jobs)), key=lambda i: -len(jobs[i].dest))])
         else:
             for job, fd in zip(jobs, fds):
                 fill_one(job, fd, where, verified)
@@ -125,7 +125,16 @@ _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
-def _thread_pool(threads: int) -> ThreadPoolExecutor:
+def run_all(pool: ThreadPoolExecutor, calls: Sequence[Callable[[], None]]) -> None:
+    """Run ``calls`` on ``pool`` and wait for every one before raising the first error: no call may still be
+    using a file descriptor or a buffer after the caller has closed or reused it."""
+    futures = [pool.submit(call) for call in calls]
+    wait(futures)
+    for future in futures:
+        future.result()
+
+
+def thread_pool(threads: int) -> ThreadPoolExecutor:
     """This process's pool of ``threads`` threads (a pool never crosses a fork)."""
     key = (os.getpid(), threads)
     pool = _POOLS.get(key)

@@ -2,7 +2,8 @@
 
 - ``protocol``: ``VideoRecord`` and the ``Reader`` protocol every reader follows;
 - ``engine``: the Zarr v3 chunk engine (plan an array once, check and decode chunks);
-- ``zarr_store``: ``ZarrReader``, the fast path over a store's location (``herostore.locations``);
+- ``zarr_store``: ``ZarrReader``, the fast path over a store's location (``herostore.locations``: a folder, a URL,
+  or a packed dataset, local or remote);
 - ``reference``: the same reads through zarr-python;
 - ``npy_folder``: ``NpyReader`` for the spec's folder of ``.npy`` dicts.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from .. import npyfile
 from ..errors import StoreError
 from ..layout import META
+from ..packlayout import MANIFEST
 from .npy_folder import NpyReader
 from .protocol import Reader, VideoRecord, default_threads
 from .zarr_store import ZarrReader
@@ -25,21 +27,23 @@ __all__ = ["NpyReader", "Reader", "VideoRecord", "ZarrReader", "default_threads"
 
 def open_reader(feature_root: str | os.PathLike, *, fast: bool = True, zero_copy: bool = False,
                 threads: int | None = None, storage_options: Mapping[str, Any] | None = None) -> Reader:
-    """The reader for a herostore store or a folder of spec ``.npy`` files, local or by URL (``s3://...``, with
-    ``storage_options`` for fsspec)."""
+    """The reader for a herostore store or a packed dataset, or a folder of spec ``.npy`` files; local or by URL
+    (``s3://...``, with ``storage_options`` for fsspec)."""
     from .. import urls
     from ..locations import open_location
 
-    expected = "expected a herostore store (zarr.json with a 'herostore' attribute) or a folder of <video_id>.npy files"
+    expected = ("expected a herostore store (zarr.json with a 'herostore' attribute), a packed dataset "
+                f"({MANIFEST}) or a folder of <video_id>.npy files")
     if urls.is_url(feature_root):
         url = os.fspath(feature_root).rstrip("/")
-        if urls.exists(urls.join(url, META), storage_options):
-            return ZarrReader(open_location(url, storage_options), fast=fast, zero_copy=zero_copy, threads=threads)
+        location = open_location(url, storage_options)  # a packed dataset, else a directory store or not a store
+        if location.kind == "packed" or urls.exists(urls.join(url, META), storage_options):
+            return ZarrReader(location, fast=fast, zero_copy=zero_copy, threads=threads)
         if urls.list_names(url, npyfile.SUFFIX, storage_options):
             return NpyReader(url, storage_options=storage_options)
         raise StoreError(f"{urls.display(url)}: neither a herostore store nor a folder of .npy files; {expected}")
     path = urls.local(feature_root)
-    if (path / META).is_file():
+    if (path / META).is_file() or (path / MANIFEST).is_file():
         return ZarrReader(open_location(path), fast=fast, zero_copy=zero_copy, threads=threads)
     if not path.exists():
         raise StoreError(f"{path}: no such file or folder; {expected}")
