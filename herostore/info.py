@@ -20,8 +20,9 @@ __all__ = ["render_info", "store_info"]
 def store_info(path: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Videos, bytes stored per modality, ratio against float32, sequence lengths and counted notes.
 
-    A video whose metadata cannot be read is counted under ``unreadable`` (``herostore validate`` says why).
-    For a remote store every video costs two requests (its marker, a listing of its objects).
+    A video whose metadata cannot be read, or describes an array herostore's reader refuses, is counted under
+    ``unreadable`` (``herostore validate`` says why). For a remote store every video costs two requests (its
+    marker, a listing of its objects).
     """
     store = FeatureStore(resolve_features(path, storage_options), storage_options=storage_options)
     reader = store.reader()
@@ -35,6 +36,7 @@ def store_info(path: str | os.PathLike, *, storage_options: Mapping[str, Any] | 
     for vid in video_ids:
         try:
             meta = reader.video_meta(vid)
+            shapes = {key: reader.plan(meta, key).shape for key in meta.arrays}  # what the reader would accept
             sizes = store.location.sizes(vid)
         except (HerostoreError, OSError):
             unreadable.append(vid)
@@ -46,8 +48,7 @@ def store_info(path: str | os.PathLike, *, storage_options: Mapping[str, Any] | 
                 disk[modality] += size
             else:
                 meta_bytes += size
-        for key, array in meta.arrays.items():
-            shape = [int(n) for n in array["shape"]]
+        for key, shape in shapes.items():
             lengths[key].append(shape[0])
             raw[key] += int(np.prod(shape)) * SPEC_DTYPE.itemsize
     modalities = {}

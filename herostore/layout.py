@@ -192,8 +192,8 @@ def parse_video(data: bytes, source: str, video_id: str) -> VideoMeta:
     """Check a video group's ``zarr.json``; anything a herostore writer never produces is a ``CorruptStoreError``."""
     where = f"{source}: video {video_id!r}"
     document = parse_json(data, f"{where} ({META})")
-    if not isinstance(document, dict) or document.get("node_type") != "group":
-        raise CorruptStoreError(f"{where}: {META} is not a Zarr group document")
+    if not isinstance(document, dict) or document.get("node_type") != "group" or document.get("zarr_format") != 3:
+        raise CorruptStoreError(f"{where}: {META} is not a Zarr v3 group document")
     attributes = document.get("attributes")
     attributes = attributes if isinstance(attributes, dict) else {}
     transcript = attributes.get(TRANSCRIPT_KEY)
@@ -211,6 +211,11 @@ def parse_video(data: bytes, source: str, video_id: str) -> VideoMeta:
     metadata = consolidated.get("metadata") if isinstance(consolidated, dict) else None
     if not isinstance(metadata, dict):
         raise CorruptStoreError(f"{where}: {META} has no consolidated metadata of its arrays")
+    unlisted = sorted(set(metadata) - set(modalities), key=str)
+    if unlisted:
+        names = ", ".join(repr(str(name)[:50]) for name in unlisted[:5])
+        raise CorruptStoreError(f"{where}: {META} holds the metadata of {names} but "
+                                f"lists the modalities {modalities[:8]} (edited or damaged: an array would be left out)")
     arrays = {}
     for name in modalities:
         meta = metadata.get(name)

@@ -129,7 +129,11 @@ def _check_store_video(store: FeatureStore, reader: Any, video_id: str, report: 
         report.error(video_id, f"unreadable video: {exc}")
         return
     features = record.arrays
-    for key, lost in (record.notes.get(f"{store.preset.dtype}_underflow") or {}).items():
+    underflow = record.notes.get(f"{store.preset.dtype}_underflow") or {}
+    for key, lost in (underflow.items() if isinstance(underflow, dict) else [(None, underflow)]):
+        if not isinstance(lost, dict):
+            report.note(video_id, f"unreadable note {store.preset.dtype}_underflow: {str(lost)[:100]!r}", key)
+            continue
         report.note(video_id, f"the {store.preset.dtype} cast turned {lost.get('to_zero', 0)} nonzero values into 0 "
                               f"and left {lost.get('subnormal', 0)} below its smallest normal number (reduced "
                               "precision there)", key)

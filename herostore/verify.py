@@ -30,7 +30,7 @@ from .bulk import Outcome, map_videos
 from .errors import CorruptStoreError, HerostoreError
 from .layout import META, StoreInfo, parse_json, parse_video
 from .locations import resolve_features
-from .read.engine import CRC_BYTES, check_crc, decode_chunk, plan_array
+from .read.engine import check_encoded, decode_chunk, plan_array
 from .store import FeatureStore
 
 __all__ = ["Problem", "VerifyReport", "verify_store"]
@@ -184,12 +184,7 @@ def _check_chunk(location: Any, video_id: str, plan: Any, key: str) -> str | Non
         return str(exc).removeprefix(f"{location.name}: video {video_id!r}: ")
     try:
         if plan.encoding.checksum:
-            if plan.raw_size is not None and len(data) != plan.raw_size:
-                return f"chunk holds {len(data)} bytes, expected {plan.raw_size}"
-            if len(data) < CRC_BYTES:
-                return f"chunk holds {len(data)} bytes, too few for its checksum"
-            view = memoryview(data)
-            check_crc(view[:-CRC_BYTES], view[-CRC_BYTES:], where)
+            check_encoded(plan, data, where)  # size, checksum and a Blosc header for this array
         else:
             scratch = np.empty(plan.chunk_bytes, np.uint8)
             decode_chunk(plan, data, memoryview(scratch), where)

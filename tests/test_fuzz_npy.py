@@ -21,7 +21,7 @@ def test_the_harness_tells_crashes_hangs_and_tracebacks_apart(tmp_path):
     worker = _Worker(timeout=1, mem_bytes=2 << 30, log=tmp_path / "worker.log")
     try:
         def run(step: str) -> str:
-            return worker.run({"id": 0, "root": str(root), "steps": [step], "what": step}, budget=8)[step][0]
+            return worker.run({"id": 0, "kind": "npy", "root": str(root), "steps": [step], "what": step}, budget=8)[step][0]
 
         assert run("selftest-raise") == "traceback"
         assert run("selftest-spin") == "hang"  # the per-case alarm

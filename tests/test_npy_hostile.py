@@ -59,9 +59,9 @@ def test_every_crafted_file_is_refused_in_a_limited_worker(tmp_path):
             (root / "features").mkdir(parents=True)
             shutil.copy(CRAFTED / name, root / "features" / "v.npy")
             (root / "labels.json").write_text(LABELS)
-            results = worker.run({"id": name, "root": str(root), "steps": ["load", "validate", "import"],
+            results = worker.run({"id": name, "kind": "npy", "root": str(root), "steps": ["load", "validate", "import"],
                                   "what": name}, budget=60)
-            assert {step: outcome for step, (outcome, _) in results.items()} == dict.fromkeys(results, "error"), (
+            assert {step: outcome for step, (outcome, *_) in results.items()} == dict.fromkeys(results, "error"), (
                 name, results)
             assert re.search(message, results["load"][1]), (name, results["load"][1])
     finally:

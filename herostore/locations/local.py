@@ -22,6 +22,7 @@ import stat
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,15 +47,17 @@ class LocalDirectory:
     """The files of a store in a local folder. Pickles without its open file descriptors."""
 
     kind = "directory"
+    small_reads_are_cheap = True  # a system call, not a request: the reader can afford its metadata cross-checks
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).absolute()  # workers of a cluster may run in another folder
         self.name = str(path)
         self._root_fd: int | None = None
         self._pid: int | None = None
+        self._closer: weakref.finalize | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "name": self.name, "_root_fd": None, "_pid": None}
+        return {"path": self.path, "name": self.name, "_root_fd": None, "_pid": None, "_closer": None}
 
     def __repr__(self) -> str:
         return f"LocalDirectory({self.name!r})"
@@ -62,13 +65,17 @@ class LocalDirectory:
     # -- listing -------------------------------------------------------------------------------------------------
 
     def read_root(self) -> bytes:
-        """The root ``zarr.json``; a ``StoreError`` if there is none."""
+        """The root ``zarr.json`` (a regular file, never a link, FIFO or device); a ``StoreError`` if there is none."""
         try:
-            return (self.path / META).read_bytes()
+            fd = self._open(META)
         except (FileNotFoundError, NotADirectoryError):
             raise StoreError(f"{self.name}: not a herostore store (no {META}); expected a store root") from None
-        except IsADirectoryError:
-            raise StoreError(f"{self.name}/{META}: a folder, expected the store's root document") from None
+        except Refused as exc:
+            raise StoreError(f"{self.name}/{META} {exc}; expected the store's root document") from None
+        try:
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
 
     def _folders(self) -> list[tuple[str, bool]]:
         with os.scandir(self.path) as entries:
@@ -135,13 +142,20 @@ class LocalDirectory:
     def _root(self) -> int:
         """This process's descriptor of the store folder (opened again after a fork)."""
         if self._pid != os.getpid() or self._root_fd is None:
+            if self._closer is not None:
+                self._closer.detach()  # another process's descriptor: never closed here, whatever its number is now
             self._root_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._pid = os.getpid()
+            self._closer = weakref.finalize(self, os.close, self._root_fd)  # closed when the location is dropped
         return self._root_fd
 
     def _open(self, relative: str) -> int:
         """A regular file beneath the store, opened read-only without following links or blocking."""
-        fd = beneath.open_beneath(self._root(), relative)
+        root = self._root()  # a store path that is not a folder raises here, as itself
+        try:
+            fd = beneath.open_beneath(root, relative)
+        except NotADirectoryError:
+            raise Refused("is below a file where a folder should be") from None
         try:
             mode = os.fstat(fd).st_mode
         except OSError:

@@ -23,13 +23,15 @@ import numpy as np
 from ..errors import ChecksumError, CorruptStoreError
 from ..presets import Preset
 
-__all__ = ["MAX_ARRAY_BYTES", "VERIFIED", "ArrayPlan", "ChunkJob", "VerifiedChunks", "crc32c", "decode_chunk",
-           "plan_array"]
+__all__ = ["MAX_ARRAY_BYTES", "VERIFIED", "ArrayPlan", "ChunkJob", "VerifiedChunks", "check_encoded", "crc32c",
+           "decode_chunk", "plan_array"]
 
 CRC_BYTES = 4
 MAX_ARRAY_BYTES = 1 << 34  # 16 GiB: no feature array is larger; a bigger shape is edited metadata
 _DTYPES = ("float16", "float32", "float64")
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+_ARRAY_FIELDS = frozenset({"zarr_format", "node_type", "shape", "data_type", "chunk_grid", "chunk_key_encoding",
+                           "fill_value", "codecs", "attributes", "storage_transformers", "dimension_names"})
 _BLOSC_HEADER = 16
 
 
@@ -102,14 +104,21 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
     """
     here = f"{where}, modality {name!r}"
     try:
-        shape = tuple(int(n) for n in meta["shape"])
+        shape = _integers(meta["shape"], "shape")
         grid = meta["chunk_grid"]
-        chunks = tuple(int(n) for n in grid["configuration"]["chunk_shape"])
+        chunks = _integers(grid["configuration"]["chunk_shape"], "chunk shape")
         encoding = _encoding(_encoding_key(meta))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CorruptStoreError(f"{here}: array metadata herostore does not write ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise CorruptStoreError(f"{here}: array metadata herostore does not write ({str(exc)[:200]})") from None
+    unknown = sorted(str(key)[:50] for key in meta if key not in _ARRAY_FIELDS)
+    if unknown:
+        raise CorruptStoreError(f"{here}: array metadata fields {unknown[:5]} that herostore never writes (an "
+                                "extension it cannot read, or an edit)")
     if meta.get("zarr_format") != 3 or meta.get("storage_transformers") or grid.get("name") != "regular":
         raise CorruptStoreError(f"{here}: not a regular-grid Zarr v3 array as herostore writes")
+    fill = meta.get("fill_value")
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or fill != 0:
+        raise CorruptStoreError(f"{here}: fill value {str(fill)[:50]!r}; herostore writes 0 (and every chunk)")
     if len(shape) not in (2, 3) or min(shape) < 1 or len(chunks) != len(shape) or chunks[1:] != shape[1:] \
             or not 1 <= chunks[0]:
         raise CorruptStoreError(f"{here}: shape {list(shape)} with chunks {list(chunks)}; herostore writes [T, D] "
@@ -125,6 +134,13 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
         raise CorruptStoreError(f"{here}: {shape[0]} rows in chunks of {chunks[0]}; herostore cuts {shape[0]} rows "
                                 f"into chunks of {preset.rows_per_chunk(shape[0])} (the shape or chunking was edited)")
     return ArrayPlan(name, shape, chunks[0], encoding)
+
+
+def _integers(values: Any, what: str) -> tuple[int, ...]:
+    """A JSON list of integers (not floats, not booleans, which ``int()`` would quietly accept)."""
+    if not isinstance(values, list) or not all(type(v) is int for v in values):
+        raise ValueError(f"{what} {str(values)[:80]} is not a list of integers")
+    return tuple(values)
 
 
 def _encoding_key(meta: Mapping[str, Any]) -> str:
@@ -160,13 +176,13 @@ def _encoding(key: str) -> _Encoding:
     return _Encoding(stored, native, codec, checksum)
 
 
-def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, verified: bool = False) -> None:
-    """Fill ``dest`` (the first bytes of the chunk's decoded rows) from the chunk's encoded bytes ``data``.
-
-    The size is checked, then the checksum (unless ``verified``: this chunk's bytes were checked before), and
-    only then does a decoder see the bytes.
-    """
+def check_encoded(plan: ArrayPlan, data: Any, where: str, *, verified: bool = False) -> memoryview:
+    """A chunk's payload (its bytes less the checksum), once everything that can be checked without decoding holds:
+    a raw chunk's exact size, the checksum (unless ``verified``: checked before), a Blosc header that promises
+    exactly this chunk's decoded size and its own length."""
     view = memoryview(data).cast("B")
+    if plan.raw_size is not None and len(view) != plan.raw_size:
+        raise CorruptStoreError(f"{where}: chunk holds {len(view)} bytes, expected {plan.raw_size}")
     payload = view
     if plan.encoding.checksum:
         if len(view) < CRC_BYTES:
@@ -174,13 +190,21 @@ def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, ve
         payload = view[:-CRC_BYTES]
         if not verified:
             check_crc(payload, view[-CRC_BYTES:], where)
+    if plan.encoding.codec is not None:
+        _check_blosc_header(payload, plan.chunk_bytes, where)
+    return payload
+
+
+def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, verified: bool = False) -> None:
+    """Fill ``dest`` (the first bytes of the chunk's decoded rows) from the chunk's encoded bytes ``data``.
+
+    The bytes are checked first (``check_encoded``); only then does a decoder see them.
+    """
+    payload = check_encoded(plan, data, where, verified=verified)
     codec = plan.encoding.codec
     if codec is None:
-        if len(payload) != plan.chunk_bytes:
-            raise CorruptStoreError(f"{where}: chunk holds {len(payload)} bytes, expected {plan.chunk_bytes}")
         dest[:] = payload[: len(dest)]
         return
-    _check_blosc_header(payload, plan.chunk_bytes, where)
     try:
         if len(dest) == plan.chunk_bytes:
             codec.decode(payload, out=dest)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArgumentError, InvalidVideoIdError
-from ..layout import StoreInfo, VideoMeta, check_video_id, parse_root, parse_video
+from ..errors import ArgumentError, CorruptStoreError, InvalidVideoIdError
+from ..layout import META, StoreInfo, VideoMeta, check_video_id, parse_json, parse_root, parse_video
 from ..schema import check_modalities
-from .engine import VERIFIED, ArrayPlan, ChunkJob, plan_array
+from .engine import VERIFIED, ArrayPlan, ChunkJob, VerifiedChunks, plan_array
 from .protocol import VideoRecord, check_max_rows, check_threads, default_threads
 from .rows import Rows, check_rows, copy_rows, destination, scratch
 
@@ -31,6 +31,9 @@ __all__ = ["MMAP_MIN_BYTES", "ZarrReader"]
 # Uncompressed one-chunk arrays at least this large are memory-mapped when zero_copy is asked for; smaller ones
 # are read into the output (faster than mmap + munmap + page faults for small files).
 MMAP_MIN_BYTES = 256 * 1024
+# Arrays whose own zarr.json this process found equal to their consolidated copy, by store, video, array and plan:
+# planning them again the same way skips the comparison.
+AGREED = VerifiedChunks(limit=1 << 16)
 
 
 class ZarrReader:
@@ -94,9 +97,35 @@ class ZarrReader:
         return parse_video(self.location.video_document(check_video_id(video_id)), self.location.name, video_id)
 
     def plan(self, meta: VideoMeta, modality: str) -> ArrayPlan:
+        """How to read one array, from its consolidated metadata checked against its own ``zarr.json``."""
         where = f"{self.location.name}: video {meta.video_id!r}"
         preset = self.info.preset if self.info.format_version >= 2 else None
-        return plan_array(modality, meta.arrays[modality], where, checksums=self.info.checksums, preset=preset)
+        plan = plan_array(modality, meta.arrays[modality], where, checksums=self.info.checksums, preset=preset)
+        self._check_array_document(meta, modality, plan)
+        return plan
+
+    def _check_array_document(self, meta: VideoMeta, name: str, plan: ArrayPlan) -> None:
+        """The array's own ``zarr.json`` must say what its consolidated copy says, once per process for a plan (what
+        decides the bytes read: shape, chunking, data type, byte order, codecs). The reader plans from the
+        consolidated copy: an edit of that copy alone (a shape grown into the last chunk's padding, a byte order)
+        would otherwise change the data read without an error. Local stores only: on object storage the comparison
+        would cost a request per array (``herostore verify`` compares them there)."""
+        encoding = plan.encoding
+        identity = (self.location.name, meta.video_id, name, plan.shape, plan.chunk_rows, encoding.stored.str,
+                    encoding.codec is not None, encoding.checksum)
+        read_key = getattr(self.location, "read_key", None)
+        if read_key is None or not getattr(self.location, "small_reads_are_cheap", False) or identity in AGREED:
+            return
+        where = f"{self.location.name}: video {meta.video_id!r}, modality {name!r}"
+        key = f"{name}/{META}"
+        try:
+            own = parse_json(read_key(meta.video_id, key), f"{where}: {key}")
+        except FileNotFoundError:
+            raise CorruptStoreError(f"{where}: {key} is missing") from None
+        if own != meta.arrays[name]:
+            raise CorruptStoreError(f"{where}: {key} disagrees with the consolidated metadata in {META} (edited "
+                                    "or damaged)")
+        AGREED.add(identity)
 
     def read(self, video_id: str, modalities: Sequence[str] | None = None,
              max_rows: Mapping[str, int] | None = None) -> VideoRecord:

@@ -1,1 +1,1 @@
-"""Fuzzing herostore's reader of spec `.npy` dicts; see ``tests/fuzz/__main__.py`` for the command line."""
+"""Fuzzing herostore's readers: spec `.npy` dicts and stores; see ``tests/fuzz/__main__.py`` for the command line."""

@@ -126,9 +126,18 @@ def shared_buffer_between_keys() -> bytes:
     return _dumps(spec_dict(video_mae=arrays[0], hubert=arrays[1]))
 
 
+def longdouble_ones(shape: tuple[int, ...]) -> np.ndarray:
+    """Ones of numpy's long double with its padding bytes zeroed (``np.ones`` leaves them as whatever memory held,
+    so a file pickled from it would differ from run to run)."""
+    one = bytearray(np.array(1, np.longdouble).tobytes())
+    if np.finfo(np.longdouble).nmant == 63:  # x87 extended precision: 10 bytes of value, the rest padding
+        one[10:] = bytes(len(one) - 10)
+    return np.frombuffer(bytes(one) * int(np.prod(shape)), np.longdouble).reshape(shape).copy()
+
+
 def float128_array() -> bytes:
     """A float128 array: numeric, but not a dtype the spec or a store can hold."""
-    return _dumps(spec_dict(hubert=np.ones((2, 1024), np.longdouble)))
+    return _dumps(spec_dict(hubert=longdouble_ones((2, 1024))))
 
 
 def empty_last_dim() -> bytes:

@@ -21,7 +21,7 @@ import numpy as np
 
 from herostore.safepickle import ALLOWED_GLOBALS
 
-from .crafted import Reduce, _reconstruct
+from .crafted import Reduce, _reconstruct, longdouble_ones
 
 INTERESTING_INTS = (0, 1, 2, 3, 7, 8, 127, 128, 255, 256, 1000, 1024, 4096, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1)
 DTYPE_NAMES = ("O8", "f16", "c8", "c16", "i8", "u1", "b1", "U1", "U100", "V8", "S4", "M8", "f2", "f8", "f4", "e",
@@ -327,7 +327,7 @@ def hostile_values() -> dict[str, bytes]:
         "float scalar": Reduce(scalar, (f4, b"\0" * 4)),
         "big shape frombuffer": Reduce(_frombuffer, (b"\0" * 8, f4, (2**40, 2**40), "C")),
         "negative stride state": Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (-1, 768), f4, False, b"")),
-        "float128": np.ones((2, 768), np.longdouble),
+        "float128": longdouble_ones((2, 768)),
         "complex": np.ones((2, 768), np.complex64),
         "int": np.ones((2, 768), np.int32),
         "empty last dim": np.ones((2, 0), np.float32),
