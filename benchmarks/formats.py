@@ -154,7 +154,7 @@ class ChunkLimitReader:
         with os.scandir(path) as entries:
             vids = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
         for vid in vids:
-            meta = parse_video((path / vid / "zarr.json").read_bytes(), str(path), vid)
+            meta = parse_video((path / vid / "zarr.json").read_bytes(), str(path), vid, info.format_version)
             self.transcripts[vid] = meta.transcript
             self.plans[vid] = {key: (plan_array(key, array, vid, checksums=info.checksums, preset=None), path / vid)
                                for key, array in meta.arrays.items()}

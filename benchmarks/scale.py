@@ -1,8 +1,8 @@
 """How a herostore store's cost grows with the number of videos.
 
 ``build(path, n)`` makes a store of ``n`` small videos in the default preset: ``TEMPLATES`` distinct videos are
-written with ``FeatureStore.write_video`` and every other video directory is a hard-linked clone of one of them
-under a new id. The format keeps no per-store index (a video is its own directory with its own metadata), so the
+written with ``FeatureStore.write_video`` and every other video directory is a clone of one of them under a new
+id: its chunks hard-linked, its document sealed again under the new id. The format keeps no per-store index (a video is its own directory with its own metadata), so the
 result is what writing ``n`` videos would give, without paying ``n`` zarr-python writes.
 
 ``probe`` runs in a fresh interpreter (``python -m benchmarks.scale PATH N READS``) so its memory is that of a
@@ -35,6 +35,7 @@ def scale_id(i: int) -> str:
 
 def build(path: Path, n: int, preset: str | None = None) -> float:
     """Make the store; returns seconds taken."""
+    from herostore.layout import FORMAT_NAME, seal_video
     from herostore.presets import DEFAULT_PRESET
     from herostore.store import FeatureStore
 
@@ -58,7 +59,12 @@ def build(path: Path, n: int, preset: str | None = None) -> float:
         for d in dirs:
             os.mkdir(dst / d)
         for f in files:
-            os.link(src / f, dst / f)
+            if f == "zarr.json":
+                document = json.loads((src / f).read_bytes())
+                chunks = document["attributes"][FORMAT_NAME]["chunks"]
+                (dst / f).write_bytes(seal_video(document, scale_id(i), chunks))
+            else:
+                os.link(src / f, dst / f)
     return time.perf_counter() - start
 
 

@@ -8,13 +8,15 @@ the fill value, so a missing chunk is always damage, never zeros.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import SpecError
-from .layout import META, video_attributes
+from .layout import META, seal_video, video_attributes
 from .presets import Preset
+from .read.engine import CRC_BYTES
 from .schema import CheckedFeatures
 
 __all__ = ["encode_video", "is_group_document"]
@@ -24,7 +26,7 @@ def encode_video(video_id: str, checked: CheckedFeatures, preset: Preset, *, che
                  notes: Mapping[str, Any] | None = None) -> dict[str, bytes]:
     """``{key relative to the video group: bytes}`` for one video, the group's ``zarr.json`` included.
 
-    ``checksums`` adds the crc32c codec to every array (format version 2 on). What the precision cast did to
+    ``checksums`` adds the crc32c codec to every array and seals the group's document (format version 2 on). What the precision cast did to
     small values is recorded in the notes as ``float16_underflow`` (per modality), so ``info`` can show it.
     """
     import zarr
@@ -55,7 +57,13 @@ def encode_video(video_id: str, checked: CheckedFeatures, preset: Preset, *, che
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(store)
-    return {key: buffer.to_bytes() for key, buffer in files.items()}
+    out = {key: buffer.to_bytes() for key, buffer in files.items()}
+    if checksums:
+        crcs = {name: [int.from_bytes(out[f"{name}/c/{i}" + "/0" * (data.ndim - 1)][-CRC_BYTES:], "little")
+                       for i in range(-(-data.shape[0] // preset.rows_per_chunk(data.shape[0])))]
+                for name, data in prepared.items()}
+        out[META] = seal_video(json.loads(out[META]), video_id, crcs)
+    return out
 
 
 def is_group_document(key: str) -> bool:

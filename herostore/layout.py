@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .checksum import crc32c
 from .errors import CorruptStoreError, InvalidVideoIdError, StoreError
 from .presets import Preset
 from .schema import MODALITY_BY_NAME, TRANSCRIPT_KEY
@@ -30,10 +31,11 @@ LABEL_FILES = (LABELS_FILE, CLASSES_FILE)
 META = "zarr.json"  # a Zarr v3 node's document; a video group's is written last and marks the video complete
 SCRATCH_DIR = ".tmp"  # writers' scratch inside a local store; never a Zarr node, removed when a run ends
 FORMAT_NAME = "herostore"  # the attribute (root and video groups) holding herostore's own facts
-FORMAT_VERSION = 2  # 2: every chunk carries a crc32c checksum
+FORMAT_VERSION = 2  # 2: every chunk carries a crc32c checksum, every video document is sealed
 READABLE_VERSIONS = (1, 2)
 _LAYOUT_TEXT = "one group per video, one [T, D] array per modality"
-_BOOKKEEPING = ("modalities", "deviations")  # keys of a video's herostore attribute that are not notes
+# keys of a video's herostore attribute that are not notes; the last three seal a format-2 video document
+_BOOKKEEPING = ("modalities", "deviations", "video_id", "chunks", "digest")
 _ID_MAX_BYTES = 200
 
 
@@ -176,6 +178,7 @@ class VideoMeta:
     arrays: dict[str, dict[str, Any]]  # consolidated Zarr metadata per array
     notes: dict[str, Any]  # facts the writer recorded (audio missing, extraction models, ...)
     deviations: list[str]  # how the source deviated from the spec
+    chunk_crcs: dict[str, tuple[int, ...]] | None = None  # each array's chunks' crc32c (a sealed document)
 
 
 def video_attributes(transcript: str, modalities: Sequence[str], deviations: Sequence[str],
@@ -188,8 +191,63 @@ def video_attributes(transcript: str, modalities: Sequence[str], deviations: Seq
             FORMAT_NAME: {"modalities": list(modalities), "deviations": list(deviations), **dict(notes)}}
 
 
-def parse_video(data: bytes, source: str, video_id: str) -> VideoMeta:
-    """Check a video group's ``zarr.json``; anything a herostore writer never produces is a ``CorruptStoreError``."""
+def seal_video(document: dict[str, Any], video_id: str, chunk_crcs: Mapping[str, Sequence[int]]) -> bytes:
+    """A format-2 video document, sealed: it names its video, lists each chunk's crc32c, and carries a crc32c of
+    itself (``digest``), so an edit of its transcript, notes or array metadata, a video renamed or copied under
+    another id, and a chunk moved or copied from elsewhere are all errors when read."""
+    info = document["attributes"][FORMAT_NAME]
+    info["video_id"] = video_id
+    info["chunks"] = {name: [int(crc) for crc in crcs] for name, crcs in chunk_crcs.items()}
+    info.pop("digest", None)
+    info["digest"] = f"{_digest(document):08x}"
+    return json_bytes(document)
+
+
+def _digest(document: dict[str, Any]) -> int:
+    """crc32c of a document's canonical JSON text (sorted keys, no spaces), its own ``digest`` left out."""
+    info = document["attributes"][FORMAT_NAME]
+    stored = info.pop("digest", None)
+    try:
+        return crc32c(json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                 allow_nan=False).encode("utf-8"))
+    finally:
+        if stored is not None:
+            info["digest"] = stored
+
+
+# (crc32c of a raw document, video id) this process found sealed correctly: the check is a function of both
+_SEALS_CHECKED: set[tuple[int, str]] = set()
+_SEALS_LIMIT = 1 << 20
+
+
+def _check_seal(data: bytes, document: dict[str, Any], info: dict[str, Any], video_id: str, where: str) -> None:
+    raw = (crc32c(data), video_id)
+    if raw in _SEALS_CHECKED:
+        return
+    digest = info.get("digest")
+    if not isinstance(digest, str):
+        raise CorruptStoreError(f"{where}: {META} is not sealed (no digest; format 2 seals every video document)")
+    try:
+        ok = int(digest, 16) == _digest(document)
+    except (ValueError, TypeError, RecursionError):
+        ok = False
+    if not ok:
+        raise CorruptStoreError(f"{where}: {META} does not match its digest: its transcript, notes or array "
+                                "metadata were edited or damaged")
+    if info.get("video_id") != video_id:
+        raise CorruptStoreError(f"{where}: {META} belongs to video {str(info.get('video_id'))[:100]!r}: the folder "
+                                "was renamed or copied")
+    if len(_SEALS_CHECKED) >= _SEALS_LIMIT:
+        _SEALS_CHECKED.clear()
+    _SEALS_CHECKED.add(raw)
+
+
+def parse_video(data: bytes, source: str, video_id: str, format_version: int = FORMAT_VERSION) -> VideoMeta:
+    """Check a video group's ``zarr.json``; anything a herostore writer never produces is a ``CorruptStoreError``.
+
+    From format 2 the document must be sealed (``seal_video``) and its seal is checked (once per process for a
+    given document).
+    """
     where = f"{source}: video {video_id!r}"
     document = parse_json(data, f"{where} ({META})")
     if not isinstance(document, dict) or document.get("node_type") != "group" or document.get("zarr_format") != 3:
@@ -225,5 +283,17 @@ def parse_video(data: bytes, source: str, video_id: str) -> VideoMeta:
     deviations = info.get("deviations")
     notes = {k: v for k, v in info.items() if k not in _BOOKKEEPING}
     order = [m for m in MODALITY_BY_NAME if m in arrays]
+    crcs = None
+    if format_version >= 2:
+        _check_seal(data, document, info, video_id, where)
+        crcs = _chunk_crcs(info.get("chunks"), order, where)
     return VideoMeta(video_id, transcript, tuple(order), arrays, notes,
-                     list(deviations) if isinstance(deviations, list) else [])
+                     list(deviations) if isinstance(deviations, list) else [], crcs)
+
+
+def _chunk_crcs(listed: Any, modalities: Sequence[str], where: str) -> dict[str, tuple[int, ...]]:
+    if not isinstance(listed, dict) or sorted(listed) != sorted(modalities) or not all(
+            isinstance(crcs, list) and all(type(c) is int and 0 <= c < 1 << 32 for c in crcs)
+            for crcs in listed.values()):
+        raise CorruptStoreError(f"{where}: {META} does not list its chunks' checksums for {list(modalities)}")
+    return {name: tuple(crcs) for name, crcs in listed.items()}

@@ -130,7 +130,7 @@ def _verify_video(video_id: str, *, location: Any, info: StoreInfo) -> Outcome:
     problems: list[Problem] = []
     try:
         document = location.read_key(video_id, META)
-        meta = parse_video(document, location.name, video_id)
+        meta = parse_video(document, location.name, video_id, info.format_version)
     except (HerostoreError, OSError) as exc:
         return Outcome(video_id, "done", value=([Problem(video_id, str(exc))], 0, 0))
     entries = location.entries(video_id)
@@ -146,7 +146,7 @@ def _verify_video(video_id: str, *, location: Any, info: StoreInfo) -> Outcome:
                 problems.append(Problem(video_id, f"{own_key} disagrees with the consolidated metadata in {META}",
                                         modality))
             plan = plan_array(modality, array_meta, f"{location.name}: video {video_id!r}", checksums=info.checksums,
-                              preset=preset)
+                              preset=preset, crcs=None if meta.chunk_crcs is None else meta.chunk_crcs[modality])
         except FileNotFoundError:
             problems.append(Problem(video_id, f"{own_key} is missing", modality))
             continue
@@ -156,7 +156,7 @@ def _verify_video(video_id: str, *, location: Any, info: StoreInfo) -> Outcome:
         for index in range(plan.n_chunks):
             key = plan.chunk_key(index)
             expected.add(key)
-            problem = _check_chunk(location, video_id, plan, key)
+            problem = _check_chunk(location, video_id, plan, index)
             if problem is not None:
                 problems.append(Problem(video_id, problem, modality, key))
                 continue
@@ -173,8 +173,9 @@ def _verify_video(video_id: str, *, location: Any, info: StoreInfo) -> Outcome:
     return Outcome(video_id, "done", value=(problems, chunks, nbytes))
 
 
-def _check_chunk(location: Any, video_id: str, plan: Any, key: str) -> str | None:
+def _check_chunk(location: Any, video_id: str, plan: Any, index: int) -> str | None:
     """What is wrong with one chunk, or None."""
+    key = plan.chunk_key(index)
     where = f"{location.name}: video {video_id!r}, modality {plan.name!r}, chunk {key}"
     try:
         data = location.read_key(video_id, key)
@@ -184,7 +185,8 @@ def _check_chunk(location: Any, video_id: str, plan: Any, key: str) -> str | Non
         return str(exc).removeprefix(f"{location.name}: video {video_id!r}: ")
     try:
         if plan.encoding.checksum:
-            check_encoded(plan, data, where)  # size, checksum and a Blosc header for this array
+            # size, checksum (and that it is the one the video lists for this chunk), a Blosc header for this array
+            check_encoded(plan, data, where, expected=plan.crcs[index] if plan.crcs else None)
         else:
             scratch = np.empty(plan.chunk_bytes, np.uint8)
             decode_chunk(plan, data, memoryview(scratch), where)

@@ -12,13 +12,14 @@ import shutil
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import make_features
 
 from herostore.errors import CorruptStoreError, StoreError
 from herostore.info import store_info
+from herostore.layout import seal_video
 from herostore.read import ZarrReader, open_reader
+from herostore.read.engine import plan_array
 from herostore.store import FeatureStore
 from herostore.validate import validate_dataset
 from herostore.verify import verify_store
@@ -73,20 +74,31 @@ def _case(seeds, tmp_path, name: str, mutate) -> dict:
             "format": seed.format_version, "reference": False, "steps": ["read"]}
 
 
-def test_swapped_chunks_read_differently_and_the_evidence_shows_why(seeds, tmp_path):
-    """Two chunks of one array swapped: every checksum holds, the rows are read in the wrong order. The read step
-    sees wrong data; zarr-python reads the same, so with a ``moved`` mutation it is undetectable, never ok."""
+def _swap(a: Path, b: Path) -> None:
+    data = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(data)
 
-    def swap(store: Path) -> None:
-        a, b = store / "v0" / "video_mae" / "c" / "0" / "0", store / "v0" / "video_mae" / "c" / "1" / "0"
-        data = a.read_bytes()
-        a.write_bytes(b.read_bytes())
-        b.write_bytes(data)
 
-    case = _case(seeds, tmp_path, "v2-float16-chunks", swap)
+def test_format_2_refuses_chunks_swapped_within_an_array(seeds, tmp_path):
+    """Every chunk keeps a valid checksum, but the sealed video document lists which checksum belongs where."""
+    case = _case(seeds, tmp_path, "v2-float16-chunks",
+                 lambda store: _swap(store / "v0" / "video_mae" / "c" / "0" / "0",
+                                     store / "v0" / "video_mae" / "c" / "1" / "0"))
+    outcome, detail, _ = store_steps.read(store_steps.start(case))
+    assert outcome == "error" and "video_mae/c/0/0" in detail and "moved or copied from elsewhere" in detail, detail
+
+
+def test_format_1_chunks_swapped_between_videos_read_differently_and_the_evidence_shows_why(seeds, tmp_path):
+    """Format 1 has no sealed document: two same-shaped chunks of different videos swapped keep every checksum, and
+    the rows are read from the wrong video. zarr-python reads the same, so with a ``moved`` mutation it is
+    undetectable, never ok."""
+    case = _case(seeds, tmp_path, "v1-lossless",
+                 lambda store: _swap(store / "video_0" / "clip" / "c" / "0" / "0",
+                                     store / "video_1" / "clip" / "c" / "0" / "0"))
     context = store_steps.start(case)
     outcome, detail, evidence = store_steps.read(context)
-    assert outcome == "wrong" and "v0|video_mae|all" in evidence, detail
+    assert outcome == "wrong" and "video_0|clip|all" in evidence, detail
     reference = list(store_steps.reference(context))
     assert all(reference[2][key] == value for key, value in evidence.items())
 
@@ -97,7 +109,7 @@ def test_swapped_chunks_read_differently_and_the_evidence_shows_why(seeds, tmp_p
 
     assert judged(["moved"], reference) == UNDETECTABLE
     assert judged(["moved", "meta"], reference) == "wrong"  # not every mutation is one the format cannot see
-    tampered = [reference[0], reference[1], {**reference[2], "v0|video_mae|all": "0" * 16}]
+    tampered = [reference[0], reference[1], {**reference[2], "video_0|clip|all": "0" * 16}]
     assert judged(["moved"], tampered) == "wrong"  # zarr-python disagrees: herostore made it up
     assert "wrong" in BAD and UNDETECTABLE not in BAD
 
@@ -139,8 +151,18 @@ def _edit(path: Path, change) -> None:
     path.write_text(json.dumps(document))
 
 
-def _consolidated(store: FeatureStore, vid: str, modality: str, change) -> None:
-    _edit(store.path / vid / "zarr.json", lambda d: change(d["consolidated_metadata"]["metadata"][modality]))
+def _resealed(path: Path, change) -> None:
+    """Edit a video document and seal it again, as an editor who knows the format would: what the seal cannot
+    catch, the checks behind it must."""
+    document = json.loads(path.read_text())
+    change(document)
+    info = document["attributes"]["herostore"]
+    path.write_bytes(seal_video(document, path.parent.name, info["chunks"]))
+
+
+def _consolidated(store: FeatureStore, vid: str, modality: str, change, *, reseal: bool = True) -> None:
+    edit = _resealed if reseal else _edit
+    edit(store.path / vid / "zarr.json", lambda d: change(d["consolidated_metadata"]["metadata"][modality]))
 
 
 @pytest.mark.parametrize("edit, why", [
@@ -149,12 +171,13 @@ def _consolidated(store: FeatureStore, vid: str, modality: str, change) -> None:
 ])
 def test_consolidated_metadata_edited_alone_is_an_error_not_other_data(store, edit, why):
     before = open_reader(store.path).read("v0", ["video_mae"]).arrays["video_mae"]
-    _consolidated(store, "v0", "video_mae", edit)
-    with pytest.raises(CorruptStoreError, match=r"video 'v0', modality 'video_mae': video_mae/zarr.json disagrees "
-                                                r"with the consolidated metadata"):
+    _consolidated(store, "v0", "video_mae", edit, reseal=False)
+    with pytest.raises(CorruptStoreError, match=r"video 'v0': zarr.json does not match its digest"):
         ZarrReader(store.path).read("v0", ["video_mae"])
-    assert np.array_equal(ZarrReader(store.path).read("v0", ["hubert"]).arrays["hubert"],
-                          open_reader(store.path).read("v0", ["hubert"]).arrays["hubert"])
+    assert not verify_store(store.path, workers=1, progress=False).ok
+    with pytest.raises(CorruptStoreError, match="does not match its digest"):
+        ZarrReader(store.path).read("v0", ["hubert"])  # the whole document is in doubt, not only the edited array
+    assert ZarrReader(store.path).read("v1", ["hubert"]).arrays["hubert"].shape == (4, 1024)
     assert before.shape == (10, 1024), why
 
 
@@ -190,13 +213,13 @@ def test_metadata_zarr_python_refuses_is_refused_in_both_copies(store, edit, fou
 
 def test_a_video_document_of_another_zarr_format_is_refused(store):
     """Found by the oracle: zarr-python (v3) finds no group there, herostore read it as before."""
-    _edit(store.path / "v1" / "zarr.json", lambda d: d.update(zarr_format=2))
+    _resealed(store.path / "v1" / "zarr.json", lambda d: d.update(zarr_format=2))
     with pytest.raises(CorruptStoreError, match=r"video 'v1': zarr.json is not a Zarr v3 group document"):
         ZarrReader(store.path).read("v1")
 
 
 def test_an_array_left_out_of_the_modalities_list_is_an_error_not_a_missing_array(store):
-    _edit(store.path / "v0" / "zarr.json", lambda d: d["attributes"]["herostore"]["modalities"].remove("au"))
+    _resealed(store.path / "v0" / "zarr.json", lambda d: d["attributes"]["herostore"]["modalities"].remove("au"))
     with pytest.raises(CorruptStoreError, match=r"video 'v0': zarr.json holds the metadata of 'au' but lists"):
         ZarrReader(store.path).read("v0")
 
@@ -209,16 +232,20 @@ def test_info_counts_as_unreadable_a_video_whose_arrays_the_reader_refuses(store
 
 
 def test_a_shape_too_large_for_an_integer_is_an_error(store):
-    _consolidated(store, "v0", "video_mae", lambda m: m.update(shape=["BIG", 1024]))
+    """JSON reads 1e400 as infinity, which no sealed document can hold: the seal fails, no traceback."""
+    _consolidated(store, "v0", "video_mae", lambda m: m.update(shape=["BIG", 1024]), reseal=False)
     path = store.path / "v0" / "zarr.json"
     path.write_text(path.read_text().replace('"BIG"', "1e400"))  # JSON for a number beyond any float
-    with pytest.raises(CorruptStoreError, match="video 'v0', modality 'video_mae': array metadata herostore does "
-                                                "not write"):
+    with pytest.raises(CorruptStoreError, match="video 'v0': zarr.json does not match its digest"):
         ZarrReader(store.path).read("v0")
+    document = json.loads(path.read_text())
+    with pytest.raises(CorruptStoreError, match="v0, modality 'video_mae': array metadata herostore does not write"):
+        plan_array("video_mae", document["consolidated_metadata"]["metadata"]["video_mae"], "v0", checksums=True,
+                   preset=None)
 
 
 def test_a_malformed_underflow_note_is_a_note_not_a_traceback(store, tmp_path):
-    _edit(store.path / "v0" / "zarr.json", lambda d: d["attributes"]["herostore"].update(float32_underflow="x"))
+    _resealed(store.path / "v0" / "zarr.json", lambda d: d["attributes"]["herostore"].update(float32_underflow="x"))
     report = validate_dataset(tmp_path)
     assert report.ok, report.render()
     assert [n.message for n in report.notes] == ["unreadable note float32_underflow: 'x'"]
@@ -278,8 +305,11 @@ def test_verify_reports_a_compressed_chunk_of_another_array_with_a_valid_checksu
     store = FeatureStore.create(tmp_path / "lz4", "float16-lz4")
     store.write_video("v0", make_features(0, lengths=(10, 3, 8, 5)))
     video = store.path / "v0"
-    shutil.copyfile(video / "bert" / "c" / "0" / "0", video / "hubert" / "c" / "0" / "0")
-    size = (video / "bert" / "c" / "0" / "0").stat().st_size - 4
+    chunk = video / "hubert" / "c" / "0" / "0"
+    shutil.copyfile(video / "bert" / "c" / "0" / "0", chunk)
+    _resealed(video / "zarr.json", lambda d: d["attributes"]["herostore"]["chunks"].update(
+        hubert=[int.from_bytes(chunk.read_bytes()[-4:], "little")]))  # the document now lists the copy's checksum
+    size = chunk.stat().st_size - 4
     messages = [p.render() for p in verify_store(store.path, workers=1, progress=False).problems]
     expected = (f"v0 [hubert] hubert/c/0/0: blosc header says 7680 bytes from {size}, the chunk is {size} bytes "
                 "and must decode to 16384")

@@ -27,6 +27,7 @@ from herostore.errors import (
     StoreError,
     VideoNotFoundError,
 )
+from herostore.layout import seal_video
 from herostore.locations import beneath as beneath_module
 from herostore.locations import chunk_files as chunk_files_module
 from herostore.presets import get_preset
@@ -207,15 +208,45 @@ class TestReaderConformance:
         assert_same(reader.read("long", ["bert"]).arrays["bert"], zarr_ref(store.path, "long", "bert"))
 
     def test_edited_metadata_is_refused(self, store_factory, source):
-        """A shape edited in the consolidated metadata cannot truncate an array silently."""
+        """A shape edited in the consolidated metadata cannot truncate an array silently: the sealed document no
+        longer matches its digest, and even re-sealed, the chunking herostore chose for 500 rows is not 513."""
+        from herostore.layout import seal_video
+
         store = store_factory("float16", n=1)
         add_odd_videos(store)
         path = store.path / "long" / "zarr.json"
         document = json.loads(path.read_text())
         document["consolidated_metadata"]["metadata"]["hubert"]["shape"] = [500, 1024]
         path.write_text(json.dumps(document))
+        with pytest.raises(CorruptStoreError, match=r"video 'long': zarr.json does not match its digest"):
+            source.open(store.path).read("long", ["hubert"])
+        info = document["attributes"]["herostore"]
+        path.write_bytes(seal_video(document, "long", info["chunks"]))
         with pytest.raises(CorruptStoreError, match=r"modality 'hubert': 500 rows in chunks of 513; .* edited"):
             source.open(store.path).read("long", ["hubert"])
+
+    def test_renamed_videos_and_moved_chunks_are_refused(self, store_factory, source):
+        """What a chunk checksum alone cannot see: a video folder under another id, an intact chunk in another's
+        place, an edited transcript."""
+        store = store_factory("raw", n=3)
+        os.rename(store.path / "video_000", store.path / "renamed")
+        a, b = store.path / "video_001" / "bert" / "c" / "0" / "0", store.path / "video_002" / "bert" / "c" / "0" / "0"
+        data_a, data_b = a.read_bytes(), b.read_bytes()
+        if len(data_a) == len(data_b):  # same shape: swap them, each stays intact
+            a.write_bytes(data_b)
+            b.write_bytes(data_a)
+        else:
+            b.write_bytes(data_a)  # a copy, intact but of another array
+        path = store.path / "video_002" / "zarr.json"
+        reader = source.open(store.path)
+        with pytest.raises(CorruptStoreError, match=r"video 'renamed': zarr.json belongs to video 'video_000'"):
+            reader.read("renamed")
+        with pytest.raises(CorruptStoreError, match=r"chunk bert/c/0/0: (an intact chunk, but not this one|chunk "
+                                                    r"holds)"):
+            reader.read("video_002", ["bert"])
+        path.write_text(path.read_text().replace('"sample transcript 2"', '"edited transcript"'))
+        with pytest.raises(CorruptStoreError, match="does not match its digest"):
+            source.open(store.path).read("video_002", ["clip"])
 
     def test_pickles_and_reads_in_a_child(self, store_factory, source):
         store = store_factory("float16", n=1)
@@ -274,11 +305,10 @@ def test_max_rows_opens_only_the_covering_chunks(store_factory, spy_open, preset
     cases = {64: ["c/0/0"], 600: ["c/0/0", "c/1/0"], 5000: ["c/0/0", "c/1/0", "c/2/0"], 0: []}
     if preset == "raw":  # one 4096-row chunk
         cases = {64: ["c/0/0"], 600: ["c/0/0"], 5000: ["c/0/0"], 0: []}
-    for n, (rows, chunks) in enumerate(cases.items()):
+    for rows, chunks in cases.items():
         spy_open.clear()
         reader.read("long", ["video_mae"], max_rows={"video_mae": rows})
-        own = ["zarr.json"] if n == 0 else []  # the array's own metadata, compared once per process
-        assert sorted(p.split("/video_mae/", 1)[1] for p in spy_open if "/video_mae/" in p) == sorted(chunks + own)
+        assert sorted(p.split("/video_mae/", 1)[1] for p in spy_open if "/video_mae/" in p) == chunks
         assert [p for p in spy_open if "/video_mae/" not in p] == ["long/zarr.json"]
 
 
@@ -342,7 +372,7 @@ def test_special_files_and_links_are_never_read(store_factory, tmp_path):
     hubert = store.path / "video_002" / "hubert"
     shutil.move(hubert, tmp_path / "hubert")
     hubert.symlink_to(tmp_path / "hubert")
-    with pytest.raises(CorruptStoreError, match="video 'video_002'.* hubert/zarr.json is a symbolic link"):
+    with pytest.raises(CorruptStoreError, match="chunk hubert/c/0/0: the chunk is a symbolic link"):
         ZarrReader(store.path).read("video_002", ["hubert"])
     (store.path / "video_002" / "clip" / "c" / "0" / "0").unlink()
     os.symlink("/dev/zero", store.path / "video_002" / "clip" / "c" / "0" / "0")
@@ -361,6 +391,7 @@ def test_codecs_herostore_never_writes_are_refused(store_factory):
             "transcript": "", "herostore": {"modalities": ["bert"], "deviations": []}})
         group.create_array("bert", shape=(4, 768), dtype="float32", compressors=[GzipCodec()])[...] = 1
         zarr.consolidate_metadata(zarr.storage.LocalStore(path))
+    (path / "zarr.json").write_bytes(seal_video(json.loads((path / "zarr.json").read_text()), "odd", {"bert": [0]}))
     with pytest.raises(CorruptStoreError, match=r"video 'odd', modality 'bert': array metadata herostore does "
                                                 r"not write .*codecs \['bytes', 'gzip'\]"):
         ZarrReader(store.path).read("odd")
@@ -428,11 +459,15 @@ def test_missing_or_non_str_transcript_is_an_error(store_factory, fast, value):
 
 
 def test_store_with_copied_video_dir(store_factory):
-    """A video folder copied into another store is read there (paths are relative)."""
+    """A video folder copied into another store is read there (paths are relative); under another id it is not
+    that video."""
     src = store_factory("float16", n=1, name="a")
     dst = store_factory("float16", n=0, name="b")
+    shutil.copytree(src.path / "video_000", dst.path / "video_000")
     shutil.copytree(src.path / "video_000", dst.path / "moved")
-    a, b = ZarrReader(src.path).read("video_000"), ZarrReader(dst.path).read("moved")
+    with pytest.raises(CorruptStoreError, match="belongs to video 'video_000'"):
+        ZarrReader(dst.path).read("moved")
+    a, b = ZarrReader(src.path).read("video_000"), ZarrReader(dst.path).read("video_000")
     for key in a.arrays:
         assert_same(a.arrays[key], b.arrays[key])
 

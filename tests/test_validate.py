@@ -8,6 +8,7 @@ import pytest
 from herostore import FeatureStore, StoreError
 from herostore.convert import import_npy
 from herostore.info import render_info, store_info
+from herostore.layout import seal_video
 from herostore.stats import compute_stats
 from herostore.testing.features import sample_features
 from herostore.validate import validate_dataset
@@ -215,11 +216,13 @@ def _edit_video_meta(store_path, video_id, edit):
 def _drop_array(store_path, video_id, key):
     shutil.rmtree(store_path / video_id / key)
 
-    def edit(meta):
-        del meta["consolidated_metadata"]["metadata"][key]
-        meta["attributes"]["herostore"]["modalities"].remove(key)
-
-    _edit_video_meta(store_path, video_id, edit)
+    path = store_path / video_id / "zarr.json"
+    meta = json.loads(path.read_text())
+    info = meta["attributes"]["herostore"]
+    del meta["consolidated_metadata"]["metadata"][key]
+    info["modalities"].remove(key)
+    del info["chunks"][key]
+    path.write_bytes(seal_video(meta, video_id, info["chunks"]))  # a video written without the array
 
 
 def _add_float64_video(store_path, video_id):

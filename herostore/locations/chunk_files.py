@@ -59,7 +59,7 @@ def identity(st: os.stat_result) -> tuple[int, ...]:
 def fill_one(job: ChunkJob, fd: int, where: Callable[[ChunkJob], str], verified: VerifiedChunks) -> None:
     plan, dest = job.plan, job.dest
     st = os.fstat(fd)
-    key = identity(st)
+    key = (job.key, *identity(st))  # the path too: an intact chunk renamed into another's place is not that chunk
     known = key in verified
     if plan.raw_size is not None:
         if st.st_size != plan.raw_size:
@@ -70,8 +70,9 @@ def fill_one(job: ChunkJob, fd: int, where: Callable[[ChunkJob], str], verified:
         rest = bytearray(plan.chunk_bytes - len(dest))
         stored = bytearray(CRC_BYTES)
         _pread_into(fd, [dest, rest, stored], 0, where(job))
-        if crc32c(rest, crc32c(dest)) != int.from_bytes(stored, "little"):
-            check_crc(bytes(dest) + bytes(rest), stored, where(job))  # raises with both values in the message
+        listed = int.from_bytes(stored, "little")
+        if crc32c(rest, crc32c(dest)) != listed or (job.crc is not None and listed != job.crc):
+            check_crc(bytes(dest) + bytes(rest), stored, where(job), job.crc)  # raises, saying which
         verified.add(key)
         return
     limit = plan.chunk_bytes + BLOSC_OVERHEAD + CRC_BYTES
@@ -80,7 +81,7 @@ def fill_one(job: ChunkJob, fd: int, where: Callable[[ChunkJob], str], verified:
                                 f"{plan.chunk_bytes} decoded bytes can need")
     data = scratch("compressed-chunk", np.uint8, (st.st_size,))  # this thread's, reused: no fresh pages per chunk
     _pread_into(fd, [data], 0, where(job))
-    decode_chunk(plan, data, dest, where(job), verified=known)
+    decode_chunk(plan, data, dest, where(job), verified=known, expected=job.crc)
     if plan.encoding.checksum:
         verified.add(key)
 

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import CorruptStoreError, StoreError, VideoNotFoundError
 from ..fsutil import STALE_AFTER_S, atomic_write, fsync_dir, make_folder
 from ..layout import META, SCRATCH_DIR, check_video_id
-from ..read.engine import ArrayPlan, ChunkJob, VerifiedChunks, check_crc
+from ..read.engine import ChunkJob, VerifiedChunks, check_crc
 from . import beneath
 from .beneath import Refused
 from .chunk_files import fill_from_files
@@ -181,11 +181,12 @@ class LocalDirectory:
 
         fill_from_files(jobs, open_chunk, where, threads=threads, verified=verified)
 
-    def map_chunk(self, video_id: str, key: str, plan: ArrayPlan, nbytes: int, where: str,
+    def map_chunk(self, video_id: str, job: ChunkJob, nbytes: int, where: str,
                   verified: VerifiedChunks) -> np.ndarray:
         """The first ``nbytes`` of a raw chunk, read-only and memory-mapped (checksum verified once per process)."""
+        plan = job.plan
         try:
-            fd = self._open(f"{video_id}/{key}")
+            fd = self._open(f"{video_id}/{job.key}")
         except FileNotFoundError:
             raise CorruptStoreError(f"{where}: the chunk file is missing (the store is damaged)") from None
         except Refused as exc:
@@ -197,9 +198,9 @@ class LocalDirectory:
             mapped = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
-        identity = file_identity(st)
+        identity = (job.key, *file_identity(st))
         if plan.encoding.checksum and identity not in verified:
-            check_crc(memoryview(mapped)[: plan.chunk_bytes], mapped[plan.chunk_bytes :], where)
+            check_crc(memoryview(mapped)[: plan.chunk_bytes], mapped[plan.chunk_bytes :], where, job.crc)
             verified.add(identity)
         return np.frombuffer(mapped, np.uint8, count=nbytes)
 

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ChecksumError, CorruptStoreError, StoreError, VideoNotFoundError
 from ..layout import META
 from ..packlayout import MANIFEST, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES, Manifest, PackIndex, parse_manifest
-from ..read.engine import ArrayPlan, ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
+from ..read.engine import ChunkJob, VerifiedChunks, check_crc, crc32c, decode_chunk
 from ..ziprecords import LOCAL_HEADER_BYTES, Member, member_extent, next_member, walk_members
 from .chunk_files import PARALLEL_MIN_BYTES, run_all, thread_pool
 from .shards import LocalFiles, RemoteFiles
@@ -232,25 +232,27 @@ class PackedDataset:
         member = video.member(job.key)
         if member is None:
             self._member(video, job.key, where, verified)  # raises: missing
-        identity = None if video.identity is None else (video.identity, video.offset + member.start)
+        identity = None if video.identity is None else (video.identity, video.offset + member.start, job.key)
         data = memoryview(video.data)[member.start : member.start + member.size]
-        decode_chunk(job.plan, data, job.dest, where, verified=identity is not None and identity in verified)
+        decode_chunk(job.plan, data, job.dest, where, verified=identity is not None and identity in verified,
+                     expected=job.crc)
         if identity is not None:
             verified.add(identity)
 
-    def map_chunk(self, video_id: str, key: str, plan: ArrayPlan, nbytes: int, where: str,
+    def map_chunk(self, video_id: str, job: ChunkJob, nbytes: int, where: str,
                   verified: VerifiedChunks) -> np.ndarray:
         """The first ``nbytes`` of a raw chunk as a read-only view of the shard (checked once per process)."""
+        key, plan = job.key, job.plan
         video = self._video(video_id)
         member = video.member(key)
         if member is None:
             self._member(video, key, where, verified)  # raises: missing
         if member.size != plan.raw_size:
             raise CorruptStoreError(f"{where}: chunk holds {member.size} bytes, expected {plan.raw_size}")
-        identity = None if video.identity is None else (video.identity, video.offset + member.start)
+        identity = None if video.identity is None else (video.identity, video.offset + member.start, key)
         data = memoryview(video.data)[member.start : member.start + member.size]
         if plan.encoding.checksum and (identity is None or identity not in verified):
-            check_crc(data[: plan.chunk_bytes], data[plan.chunk_bytes :], where)
+            check_crc(data[: plan.chunk_bytes], data[plan.chunk_bytes :], where, job.crc)
         elif not plan.encoding.checksum:
             self._member(video, key, where, verified)
         if identity is not None:

@@ -193,7 +193,7 @@ class RemoteDirectory:
         if missing is not None:
             raise CorruptStoreError(f"{where(missing)}: the chunk object is missing (the store is damaged)")
         for job, path in zip(jobs, paths):
-            decode_chunk(job.plan, fetched[path], job.dest, where(job))
+            decode_chunk(job.plan, fetched[path], job.dest, where(job), expected=job.crc)
 
     def _check_unchanged(self, video_id: str, force: bool) -> None:
         """After a slow read (or a missing chunk), check the marker the read was planned from is still there."""

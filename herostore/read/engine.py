@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..checksum import crc32c
 from ..errors import ChecksumError, CorruptStoreError
 from ..presets import Preset
 
@@ -33,15 +34,6 @@ _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 _ARRAY_FIELDS = frozenset({"zarr_format", "node_type", "shape", "data_type", "chunk_grid", "chunk_key_encoding",
                            "fill_value", "codecs", "attributes", "storage_transformers", "dimension_names"})
 _BLOSC_HEADER = 16
-
-
-def crc32c(data: Any, crc: int = 0) -> int:
-    """crc32c of a bytes-like object (hardware accelerated), continuing from ``crc``."""
-    import google_crc32c
-
-    if not isinstance(data, bytes):
-        data = np.frombuffer(data, np.uint8)
-    return google_crc32c.extend(crc, data)
 
 
 @dataclass(frozen=True)
@@ -62,6 +54,7 @@ class ArrayPlan:
     shape: tuple[int, ...]
     chunk_rows: int
     encoding: _Encoding
+    crcs: tuple[int, ...] | None = None  # each chunk's crc32c as the video's sealed document lists them (format 2)
 
     @property
     def row_bytes(self) -> int:
@@ -87,20 +80,28 @@ class ArrayPlan:
         """The chunk's key relative to the video group, e.g. ``hubert/c/0/0``."""
         return f"{self.name}/c/{index}" + "/0" * (len(self.shape) - 1)
 
+    def job(self, index: int, dest: memoryview) -> ChunkJob:
+        """The job that reads chunk ``index`` into ``dest``."""
+        return ChunkJob(self.chunk_key(index), self, dest, None if self.crcs is None else self.crcs[index])
+
 
 class ChunkJob(NamedTuple):
-    """One chunk to read into ``dest``: the bytes of the output rows it covers (stored byte order)."""
+    """One chunk to read into ``dest``: the bytes of the output rows it covers (stored byte order), and the crc32c
+    the video's document lists for it (None in format 1)."""
 
     key: str
     plan: ArrayPlan
     dest: memoryview
+    crc: int | None = None
 
 
-def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: bool, preset: Preset | None) -> ArrayPlan:
+def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: bool, preset: Preset | None,
+               crcs: tuple[int, ...] | None = None) -> ArrayPlan:
     """The plan of one array from its Zarr v3 metadata; ``where`` names the video in errors.
 
     ``checksums``: the store's format requires a crc32c codec on every chunk. ``preset``: check that the chunking
     is the one herostore's writer chose for this length (format 2), so an edited shape cannot go unnoticed.
+    ``crcs``: each chunk's crc32c as the video's sealed document lists them, one per chunk.
     """
     here = f"{where}, modality {name!r}"
     try:
@@ -133,7 +134,11 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
     if preset is not None and chunks[0] != preset.rows_per_chunk(shape[0]):
         raise CorruptStoreError(f"{here}: {shape[0]} rows in chunks of {chunks[0]}; herostore cuts {shape[0]} rows "
                                 f"into chunks of {preset.rows_per_chunk(shape[0])} (the shape or chunking was edited)")
-    return ArrayPlan(name, shape, chunks[0], encoding)
+    plan = ArrayPlan(name, shape, chunks[0], encoding, crcs)
+    if crcs is not None and len(crcs) != plan.n_chunks:
+        raise CorruptStoreError(f"{here}: the video document lists {len(crcs)} chunk checksums for {plan.n_chunks} "
+                                "chunks")
+    return plan
 
 
 def _integers(values: Any, what: str) -> tuple[int, ...]:
@@ -176,7 +181,8 @@ def _encoding(key: str) -> _Encoding:
     return _Encoding(stored, native, codec, checksum)
 
 
-def check_encoded(plan: ArrayPlan, data: Any, where: str, *, verified: bool = False) -> memoryview:
+def check_encoded(plan: ArrayPlan, data: Any, where: str, *, verified: bool = False,
+                  expected: int | None = None) -> memoryview:
     """A chunk's payload (its bytes less the checksum), once everything that can be checked without decoding holds:
     a raw chunk's exact size, the checksum (unless ``verified``: checked before), a Blosc header that promises
     exactly this chunk's decoded size and its own length."""
@@ -189,18 +195,19 @@ def check_encoded(plan: ArrayPlan, data: Any, where: str, *, verified: bool = Fa
             raise CorruptStoreError(f"{where}: chunk holds {len(view)} bytes, too few for its checksum")
         payload = view[:-CRC_BYTES]
         if not verified:
-            check_crc(payload, view[-CRC_BYTES:], where)
+            check_crc(payload, view[-CRC_BYTES:], where, expected)
     if plan.encoding.codec is not None:
         _check_blosc_header(payload, plan.chunk_bytes, where)
     return payload
 
 
-def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, verified: bool = False) -> None:
+def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, verified: bool = False,
+                 expected: int | None = None) -> None:
     """Fill ``dest`` (the first bytes of the chunk's decoded rows) from the chunk's encoded bytes ``data``.
 
     The bytes are checked first (``check_encoded``); only then does a decoder see them.
     """
-    payload = check_encoded(plan, data, where, verified=verified)
+    payload = check_encoded(plan, data, where, verified=verified, expected=expected)
     codec = plan.encoding.codec
     if codec is None:
         dest[:] = payload[: len(dest)]
@@ -214,13 +221,18 @@ def decode_chunk(plan: ArrayPlan, data: Any, dest: memoryview, where: str, *, ve
         raise CorruptStoreError(f"{where}: corrupt blosc chunk ({type(exc).__name__}: {exc})") from None
 
 
-def check_crc(payload: Any, stored: Any, where: str) -> None:
-    """Compare a payload's crc32c with the 4 little-endian bytes stored after it."""
-    expected = int.from_bytes(bytes(stored), "little")
+def check_crc(payload: Any, stored: Any, where: str, expected: int | None = None) -> None:
+    """Compare a payload's crc32c with the 4 little-endian bytes stored after it, and those with the crc32c the
+    video's document lists for this chunk (``expected``): a chunk moved or copied from elsewhere is intact but
+    is not this chunk."""
+    listed = int.from_bytes(bytes(stored), "little")
     found = crc32c(payload)
-    if found != expected:
-        raise ChecksumError(f"{where}: checksum mismatch (stored crc32c {expected:08x}, bytes give {found:08x}): "
+    if found != listed:
+        raise ChecksumError(f"{where}: checksum mismatch (stored crc32c {listed:08x}, bytes give {found:08x}): "
                             "the chunk is damaged")
+    if expected is not None and listed != expected:
+        raise ChecksumError(f"{where}: an intact chunk, but not this one (crc32c {listed:08x}, the video document "
+                            f"lists {expected:08x}): moved or copied from elsewhere")
 
 
 def _check_blosc_header(payload: memoryview, chunk_bytes: int, where: str) -> None:

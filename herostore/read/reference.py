@@ -30,7 +30,10 @@ def open_group(location: Any, video_id: str | None = None) -> Any:
 
 def read_with_zarr_python(location: Any, video_id: str, wanted: Sequence[str],
                           limits: Mapping[str, int]) -> VideoRecord:
-    meta = parse_video(location.video_document(video_id), location.name, video_id)
+    from ..layout import parse_root
+
+    version = parse_root(location.read_root(), location.name).format_version
+    meta = parse_video(location.video_document(video_id), location.name, video_id, version)
     group = open_group(location, video_id)
     arrays = {}
     for key in wanted:

@@ -31,8 +31,8 @@ __all__ = ["MMAP_MIN_BYTES", "ZarrReader"]
 # Uncompressed one-chunk arrays at least this large are memory-mapped when zero_copy is asked for; smaller ones
 # are read into the output (faster than mmap + munmap + page faults for small files).
 MMAP_MIN_BYTES = 256 * 1024
-# Arrays whose own zarr.json this process found equal to their consolidated copy, by store, video, array and plan:
-# planning them again the same way skips the comparison.
+# Format-1 arrays whose own zarr.json this process found equal to their consolidated copy (by store, video, array
+# and plan): planning them again the same way skips the comparison. Format 2 seals the video document instead.
 AGREED = VerifiedChunks(limit=1 << 16)
 
 
@@ -93,33 +93,35 @@ class ZarrReader:
     # -- reading -------------------------------------------------------------------------------------------------
 
     def video_meta(self, video_id: str) -> VideoMeta:
-        """The video's parsed ``zarr.json`` (transcript, notes, array metadata)."""
-        return parse_video(self.location.video_document(check_video_id(video_id)), self.location.name, video_id)
+        """The video's parsed ``zarr.json`` (transcript, notes, array metadata), its seal checked (format 2)."""
+        return parse_video(self.location.video_document(check_video_id(video_id)), self.location.name, video_id,
+                           self.info.format_version)
 
     def plan(self, meta: VideoMeta, modality: str) -> ArrayPlan:
-        """How to read one array, from its consolidated metadata checked against its own ``zarr.json``."""
+        """How to read one array, from the video document's consolidated metadata."""
         where = f"{self.location.name}: video {meta.video_id!r}"
         preset = self.info.preset if self.info.format_version >= 2 else None
-        plan = plan_array(modality, meta.arrays[modality], where, checksums=self.info.checksums, preset=preset)
-        self._check_array_document(meta, modality, plan)
+        crcs = None if meta.chunk_crcs is None else meta.chunk_crcs[modality]
+        plan = plan_array(modality, meta.arrays[modality], where, checksums=self.info.checksums, preset=preset,
+                          crcs=crcs)
+        if meta.chunk_crcs is None:
+            self._check_array_document(meta, modality, plan)
         return plan
 
     def _check_array_document(self, meta: VideoMeta, name: str, plan: ArrayPlan) -> None:
-        """The array's own ``zarr.json`` must say what its consolidated copy says, once per process for a plan (what
-        decides the bytes read: shape, chunking, data type, byte order, codecs). The reader plans from the
-        consolidated copy: an edit of that copy alone (a shape grown into the last chunk's padding, a byte order)
-        would otherwise change the data read without an error. Local stores only: on object storage the comparison
-        would cost a request per array (``herostore verify`` compares them there)."""
+        """Format 1 has no seal: the array's own ``zarr.json`` must say what its consolidated copy says (what
+        decides the bytes read), checked once per process for a plan, so that an edit of that copy alone (a shape
+        grown into the last chunk's padding, a byte order) cannot change the data read without an error. Local
+        stores only: elsewhere it would cost a request per array (``herostore verify`` compares them there)."""
         encoding = plan.encoding
         identity = (self.location.name, meta.video_id, name, plan.shape, plan.chunk_rows, encoding.stored.str,
                     encoding.codec is not None, encoding.checksum)
-        read_key = getattr(self.location, "read_key", None)
-        if read_key is None or not getattr(self.location, "small_reads_are_cheap", False) or identity in AGREED:
+        if not getattr(self.location, "small_reads_are_cheap", False) or identity in AGREED:
             return
         where = f"{self.location.name}: video {meta.video_id!r}, modality {name!r}"
         key = f"{name}/{META}"
         try:
-            own = parse_json(read_key(meta.video_id, key), f"{where}: {key}")
+            own = parse_json(self.location.read_key(meta.video_id, key), f"{where}: {key}")
         except FileNotFoundError:
             raise CorruptStoreError(f"{where}: {key} is missing") from None
         if own != meta.arrays[name]:
@@ -218,10 +220,10 @@ class ZarrReader:
             dest = raw[i * step : min((i + 1) * step, end)]
             if plan.encoding.codec is not None and len(dest) < step:
                 whole = scratch(f"chunk:{plan.name}", np.uint8, (step,))
-                jobs.append(ChunkJob(plan.chunk_key(i), plan, memoryview(whole)))
+                jobs.append(plan.job(i, memoryview(whole)))
                 after.append(lambda dest=dest, whole=whole: np.copyto(dest, whole[: len(dest)]))
             else:
-                jobs.append(ChunkJob(plan.chunk_key(i), plan, memoryview(dest)))
+                jobs.append(plan.job(i, memoryview(dest)))
         return jobs
 
     def _mapped(self, video_id: str, plan: ArrayPlan, rows: int) -> np.ndarray | None:
@@ -230,9 +232,9 @@ class ZarrReader:
         if not (self.zero_copy and plan.encoding.codec is None and plan.n_chunks == 1 and plan.encoding.stored.isnative
                 and nbytes >= MMAP_MIN_BYTES and hasattr(self.location, "map_chunk")):
             return None
-        key = plan.chunk_key(0)
-        where = f"{self.location.name}: video {video_id!r}, modality {plan.name!r}, chunk {key}"
-        view = self.location.map_chunk(video_id, key, plan, nbytes, where, VERIFIED)
+        job = plan.job(0, memoryview(b""))
+        where = f"{self.location.name}: video {video_id!r}, modality {plan.name!r}, chunk {job.key}"
+        view = self.location.map_chunk(video_id, job, nbytes, where, VERIFIED)
         return view.view(plan.encoding.native).reshape((rows,) + plan.shape[1:])
 
     def _prepare(self, video_id: str, plan: ArrayPlan, limit: int | None) -> tuple[np.ndarray, list[ChunkJob]]:
@@ -248,7 +250,6 @@ class ZarrReader:
         raw = out.reshape(-1).view(np.uint8)
         step = plan.chunk_rows * row_bytes
         end = rows * row_bytes
-        jobs = [ChunkJob(plan.chunk_key(i), plan, memoryview(raw[i * step : min((i + 1) * step, end)]))
-                for i in range(n_chunks)]
+        jobs = [plan.job(i, memoryview(raw[i * step : min((i + 1) * step, end)])) for i in range(n_chunks)]
         return out, jobs
 
