@@ -45,13 +45,13 @@ from .batching import (
     torch_dtype,
 )
 from .errors import ArgumentError, LabelError, SpecError, StoreError
+from .fsutil import short_list
 from .labels import Label, check_labels_against_classes, load_label_set, read_labels
 from .schema import check_modalities
 
 __all__ = ["AU_FILL_SHAPE", "HeroDataset", "collate", "collate_samples", "subsample_index"]
 
 TRUNCATE_MODES = ("subsample", "head")
-_IDS_SHOWN = 5
 
 
 class HeroDataset(Dataset):
@@ -121,9 +121,9 @@ class HeroDataset(Dataset):
         if missing:
             where = f"{self.ann_path}: {len(missing)} labelled video id(s) have no features in {self.feature_root}"
             if not skip_missing:
-                raise LabelError(f"{where}: {_short_list(missing)}; add their features, remove them from the "
+                raise LabelError(f"{where}: {short_list(missing)}; add their features, remove them from the "
                                  f"labels, or pass skip_missing=True to drop them")
-            warnings.warn(f"{where}; skipping them: {_short_list(missing)}", stacklevel=2)
+            warnings.warn(f"{where}; skipping them: {short_list(missing)}", stacklevel=2)
             dropped = set(missing)
             labels = [label for label in labels if label.video_id not in dropped]
         self.skipped: list[str] = missing if skip_missing else []
@@ -372,8 +372,3 @@ def _as_2d(t: torch.Tensor, modality: str, video_id: str) -> torch.Tensor:
     if t.ndim == 3:
         return t.reshape(t.shape[0] * t.shape[1], t.shape[2])
     raise SpecError(f"collate: video {video_id!r} key {modality!r} has shape {list(t.shape)}, expected [T, D]")
-
-
-def _short_list(ids: Sequence[str]) -> str:
-    shown = ", ".join(repr(x) for x in ids[:_IDS_SHOWN])
-    return shown if len(ids) <= _IDS_SHOWN else f"{shown} and {len(ids) - _IDS_SHOWN} more"

@@ -62,6 +62,7 @@ from torch.utils.data import Dataset
 
 from ..dataset import HeroDataset, subsample_index
 from ..errors import LabelError
+from ..fsutil import short_list
 from ..labels import check_labels_against_classes, read_labels
 
 __all__ = ["EMOTIONS", "FEATURE_DIM", "INSTRUCTIONS", "MODALITY_ORDER", "N_FRAMES", "HERODataset"]
@@ -109,8 +110,8 @@ class HERODataset(Dataset):
                                      dtype=torch.float32, skip_missing=True)
         if self._data.skipped:
             ids = self._data.skipped
-            shown = ", ".join(repr(x) for x in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-            raise LabelError(f"{ann_path}: {len(ids)} labelled video id(s) have no features in {vis_root}: {shown} "
+            raise LabelError(f"{ann_path}: {len(ids)} labelled video id(s) have no features in {vis_root}: "
+                             f"{short_list(ids)} "
                              f"(the reference loader would silently return the next sample instead)")
         self.annotation = [label.to_dict() for label in self._data.labels]
 
