@@ -1,16 +1,18 @@
-"""The cost of chunk checksums (store format 2) on warm reads, and ``herostore verify``'s throughput.
+"""The cost of checksums (chunk checksums from store format 2, sealed video documents from format 3) on warm reads,
+and ``herostore verify``'s throughput.
 
     python -m benchmarks.checksum --quick        # smoke run (tiny arrays, seconds)
     python -m benchmarks.checksum --full         # the numbers (a few minutes on 2 cores)
 
 Data: spec-shaped videos of random normal data in the default preset (``float16``, uncompressed: the bytes read and
 hashed do not depend on the values), written twice: a format-1 store (no checksums, as stores were before format 2)
-and a format-2 store (a crc32c after every chunk). Workloads, all modalities of every video, warm page cache:
+and a store of the current format (a crc32c after every chunk; each video document sealed with its chunks'
+checksums and a digest of itself). Workloads, all modalities of every video, warm page cache:
 
-- **first pass**: a fresh process opens a store and reads every video once: format 2 hashes every chunk. Processes
-  alternate between the two stores, ``rounds`` of each. Both formats also compare each array's metadata with its
-  own ``zarr.json`` on a first read, so the ratio isolates the hashing.
-- **later epochs**: one process opens both stores, reads each once (format 2's checksums are then verified and
+- **first pass**: a fresh process opens a store and reads every video once: the current format hashes every chunk. Processes
+  alternate between the two stores, ``rounds`` of each. Format 1 compares each array's metadata with its own
+  ``zarr.json`` on a first read; the current format checks the seal instead.
+- **later epochs**: one process opens both stores, reads each once (the current format's checksums are then verified and
   remembered), then alternates passes over the two, ``epochs`` of each.
 - **verify**: ``verify_store`` in-process (one core); on 2 worker processes started beforehand (warm: what a
   whole dataset sees once they run), on the store and on one ``verify_scale`` times as large (and the marginal
@@ -36,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from herostore.layout import FORMAT_VERSION
 
 from . import data as bdata
 
@@ -146,30 +150,32 @@ def hashing_alone(path: Path) -> dict[str, float]:
     return {"bytes": total, "seconds": min(times), "gb_per_s": total / min(times) / 1e9}
 
 
-def measure_reads(v1: Path, v2: Path, ids: Sequence[str], cfg: Config, log: Any) -> dict[str, Any]:
+def measure_reads(v1: Path, cur: Path, ids: Sequence[str], cfg: Config, log: Any) -> dict[str, Any]:
     from herostore.read import open_reader
 
-    for path in (v1, v2):  # the page cache holds both stores before anything is timed
+    for path in (v1, cur):  # the page cache holds both stores before anything is timed
         read_all(open_reader(path), ids)
-    first: dict[str, list[float]] = {"v1": [], "v2": []}
+    first: dict[str, list[float]] = {"v1": [], "current": []}
     for r in range(cfg.rounds):
-        order = [("v1", v1), ("v2", v2)] if r % 2 == 0 else [("v2", v2), ("v1", v1)]
+        order = [("v1", v1), ("current", cur)] if r % 2 == 0 else [("current", cur), ("v1", v1)]
         for name, path in order:
             first[name].append(_first_pass_in_a_fresh_process(path))
-    log(f"first pass: format 1 best {min(first['v1']):.3f} s, format 2 best {min(first['v2']):.3f} s")
-    readers = {"v1": open_reader(v1), "v2": open_reader(v2)}
+    log(f"first pass: format 1 best {min(first['v1']):.3f} s, "
+        f"format {FORMAT_VERSION} best {min(first['current']):.3f} s")
+    readers = {"v1": open_reader(v1), "current": open_reader(cur)}
     for reader in readers.values():
-        read_all(reader, ids)  # format 2 verifies every chunk here, and remembers them
-    later: dict[str, list[float]] = {"v1": [], "v2": []}
+        read_all(reader, ids)  # the current format verifies every chunk here, and remembers them
+    later: dict[str, list[float]] = {"v1": [], "current": []}
     for e in range(cfg.epochs):
-        for name in (("v1", "v2") if e % 2 == 0 else ("v2", "v1")):
+        for name in (("v1", "current") if e % 2 == 0 else ("current", "v1")):
             later[name].append(read_all(readers[name], ids))
-    log(f"later epochs: format 1 best {min(later['v1']):.3f} s, format 2 best {min(later['v2']):.3f} s")
+    log(f"later epochs: format 1 best {min(later['v1']):.3f} s, "
+        f"format {FORMAT_VERSION} best {min(later['current']):.3f} s")
     return {"first": {k: summary(v) for k, v in first.items()}, "later": {k: summary(v) for k, v in later.items()},
             "raw": {"first": first, "later": later}}
 
 
-def measure_verify(v2: Path, big: Path, cfg: Config, log: Any) -> dict[str, Any]:
+def measure_verify(cur: Path, big: Path, cfg: Config, log: Any) -> dict[str, Any]:
     """``verify_store`` in this process, on 2 worker processes started beforehand (warm: started, herostore imported,
     page cache warm), and end to end (``workers=2`` starts its own cluster each time)."""
     from distributed import LocalCluster
@@ -189,13 +195,13 @@ def measure_verify(v2: Path, big: Path, cfg: Config, log: Any) -> dict[str, Any]
         log(f"verify {label}: {best['bytes'] / 1e9:.3f} GB in {best['seconds']:.2f} s")
 
     out: dict[str, Any] = {}
-    timed("1 core, in process", v2, workers=1)
+    timed("1 core, in process", cur, workers=1)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
-        verify_store(v2, scheduler=cluster.scheduler_address, progress=False)  # the workers import herostore
-        timed("2 workers, warm", v2, scheduler=cluster.scheduler_address)
+        verify_store(cur, scheduler=cluster.scheduler_address, progress=False)  # the workers import herostore
+        timed("2 workers, warm", cur, scheduler=cluster.scheduler_address)
         timed(f"2 workers, warm, {cfg.verify_scale}x store", big, scheduler=cluster.scheduler_address)
-    timed("2 workers, end to end (starting them)", v2, workers=2)
+    timed("2 workers, end to end (starting them)", cur, workers=2)
     small, large = out["2 workers, warm"], out[f"2 workers, warm, {cfg.verify_scale}x store"]
     extra_bytes, extra_seconds = large["bytes"] - small["bytes"], large["seconds"] - small["seconds"]
     out["2 workers, warm, marginal"] = {"bytes": extra_bytes, "seconds": extra_seconds,
@@ -212,27 +218,27 @@ def machine() -> dict[str, Any]:
 
 
 def run(cfg: Config, workdir: Path, log: Any = print) -> dict[str, Any]:
-    v1, v2, big = workdir / "format1", workdir / "format2", workdir / "format2-large"
+    v1, cur, big = workdir / "format1", workdir / "current", workdir / "current-large"
     ids = write_store(v1, 1, cfg.videos, cfg.shapes)
-    write_store(v2, 2, cfg.videos, cfg.shapes)
-    if not same_data(v1, v2, ids):
+    write_store(cur, FORMAT_VERSION, cfg.videos, cfg.shapes)
+    if not same_data(v1, cur, ids):
         raise RuntimeError("the two stores read differently")
-    shutil.copytree(v2, big)
-    write_store(big, 2, cfg.videos * (cfg.verify_scale - 1), cfg.shapes, start=cfg.videos)
-    log(f"stores written: {cfg.videos} videos, {stored_bytes(v2) / 1e6:.1f} MB of chunks (format 2)")
-    reads = measure_reads(v1, v2, ids, cfg, log)
+    shutil.copytree(cur, big)
+    write_store(big, FORMAT_VERSION, cfg.videos * (cfg.verify_scale - 1), cfg.shapes, start=cfg.videos)
+    log(f"stores written: {cfg.videos} videos, {stored_bytes(cur) / 1e6:.1f} MB of chunks (format {FORMAT_VERSION})")
+    reads = measure_reads(v1, cur, ids, cfg, log)
     result = {
         "mode": cfg.mode, "config": {**asdict(cfg), "shapes": asdict(cfg.shapes)}, "machine": machine(),
         "data": "random normal float32 cast to float16 (uncompressed preset: the values do not change the work)",
-        "videos": cfg.videos, "stored_bytes": {"format1": stored_bytes(v1), "format2": stored_bytes(v2)},
-        "reads": reads, "hashing": hashing_alone(v2), "verify": measure_verify(v2, big, cfg, log),
+        "videos": cfg.videos, "stored_bytes": {"format1": stored_bytes(v1), "current": stored_bytes(cur)},
+        "reads": reads, "hashing": hashing_alone(cur), "verify": measure_verify(cur, big, cfg, log),
     }
     result["ratios"] = {
-        "first_pass": reads["first"]["v2"]["best"] / reads["first"]["v1"]["best"],
-        "first_pass_median": reads["first"]["v2"]["median"] / reads["first"]["v1"]["median"],
-        "later_epochs": reads["later"]["v2"]["best"] / reads["later"]["v1"]["best"],
-        "later_epochs_median": reads["later"]["v2"]["median"] / reads["later"]["v1"]["median"],
-        "first_pass_vs_format1_later": reads["first"]["v2"]["best"] / reads["later"]["v1"]["best"],
+        "first_pass": reads["first"]["current"]["best"] / reads["first"]["v1"]["best"],
+        "first_pass_median": reads["first"]["current"]["median"] / reads["first"]["v1"]["median"],
+        "later_epochs": reads["later"]["current"]["best"] / reads["later"]["v1"]["best"],
+        "later_epochs_median": reads["later"]["current"]["median"] / reads["later"]["v1"]["median"],
+        "first_pass_vs_format1_later": reads["first"]["current"]["best"] / reads["later"]["v1"]["best"],
         "format1_first_vs_later": reads["first"]["v1"]["best"] / reads["later"]["v1"]["best"],
     }
     return result
@@ -255,26 +261,28 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 def markdown(r: dict[str, Any], command: str) -> str:
     reads, verify = r["reads"], r["verify"]
-    gb = r["stored_bytes"]["format2"] / 1e9
+    gb = r["stored_bytes"]["current"] / 1e9
     lines = [
         "# Checksum cost and verify throughput", "",
         (f"Command: `{command}`. Machine: {r['machine']['cpus']} CPUs, Python {r['machine']['python']}, zarr "
         f"{r['machine']['zarr']}, numcodecs {r['machine']['numcodecs']}. Data: {r['videos']} spec-shaped videos, "
-        f"{r['data']}; {r['stored_bytes']['format2'] / 1e6:.1f} MB of chunks in format 2 "
+        f"{r['data']}; {r['stored_bytes']['current'] / 1e6:.1f} MB of chunks in format {FORMAT_VERSION} "
         f"({r['stored_bytes']['format1'] / 1e6:.1f} MB in format 1). Warm page cache, all modalities of every video "
         "per pass. Best of N, spread = (worst - best) / best."), "",
-        "| workload | format 1 (no checksums) | format 2 (crc32c) | format 2 / format 1 |", "|---|---:|---:|---:|",
+        (f"| workload | format 1 (no checksums) | format {FORMAT_VERSION} (checksums, sealed) | format "
+         f"{FORMAT_VERSION} / format 1 |"), "|---|---:|---:|---:|",
     ]
     for key, label in (("first", "first pass, fresh process"), ("later", "later epochs, one process")):
-        a, b = reads[key]["v1"], reads[key]["v2"]
+        a, b = reads[key]["v1"], reads[key]["current"]
         lines.append(f"| {label} (N={a['n']}) | {a['best'] * 1e3:.1f} ms ({gb / a['best']:.2f} GB/s, spread "
                      f"{a['spread']:.0%}) | {b['best'] * 1e3:.1f} ms ({gb / b['best']:.2f} GB/s, spread "
                      f"{b['spread']:.0%}) | {b['best'] / a['best']:.3f} (medians {b['median'] / a['median']:.3f}) |")
     ratios = r["ratios"]
-    lines += ["", (f"Against format 1's later epochs (the steady state without checksums), format 2's first pass takes "
+    lines += ["", (f"Against format 1's later epochs (the steady state without checksums), format {FORMAT_VERSION}'s "
+              "first pass takes "
               f"{ratios['first_pass_vs_format1_later']:.2f}x and format 1's own first pass "
-              f"{ratios['format1_first_vs_later']:.2f}x (a fresh process also opens and compares each array's "
-              "metadata once).")]
+              f"{ratios['format1_first_vs_later']:.2f}x (a fresh process fills its caches; format 1's also opens "
+              f"and compares each array's metadata once, format {FORMAT_VERSION}'s checks each video's seal).")]
     h = r["hashing"]
     lines += ["", (f"crc32c alone over the same {h['bytes'] / 1e6:.1f} MB in memory: {h['seconds'] * 1e3:.1f} ms "
               f"({h['gb_per_s']:.1f} GB/s)."), "", "| verify | stored bytes | seconds | GB/s | spread |",

@@ -22,12 +22,13 @@ from .schema import CheckedFeatures
 __all__ = ["encode_video", "is_group_document"]
 
 
-def encode_video(video_id: str, checked: CheckedFeatures, preset: Preset, *, checksums: bool,
+def encode_video(video_id: str, checked: CheckedFeatures, preset: Preset, *, checksums: bool, sealed: bool,
                  notes: Mapping[str, Any] | None = None) -> dict[str, bytes]:
     """``{key relative to the video group: bytes}`` for one video, the group's ``zarr.json`` included.
 
-    ``checksums`` adds the crc32c codec to every array and seals the group's document (format version 2 on). What the precision cast did to
-    small values is recorded in the notes as ``float16_underflow`` (per modality), so ``info`` can show it.
+    ``checksums`` adds the crc32c codec to every array (format 2 on); ``sealed`` (which needs ``checksums``) seals
+    the group's document (format 3 on). What the precision cast did to small values is recorded in the notes as
+    ``float16_underflow`` (per modality), so ``info`` can show it.
     """
     import zarr
     from zarr.storage import MemoryStore
@@ -58,7 +59,7 @@ def encode_video(video_id: str, checked: CheckedFeatures, preset: Preset, *, che
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(store)
     out = {key: buffer.to_bytes() for key, buffer in files.items()}
-    if checksums:
+    if sealed:
         crcs = {name: [int.from_bytes(out[f"{name}/c/{i}" + "/0" * (data.ndim - 1)][-CRC_BYTES:], "little")
                        for i in range(-(-data.shape[0] // preset.rows_per_chunk(data.shape[0])))]
                 for name, data in prepared.items()}

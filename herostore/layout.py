@@ -31,10 +31,12 @@ LABEL_FILES = (LABELS_FILE, CLASSES_FILE)
 META = "zarr.json"  # a Zarr v3 node's document; a video group's is written last and marks the video complete
 SCRATCH_DIR = ".tmp"  # writers' scratch inside a local store; never a Zarr node, removed when a run ends
 FORMAT_NAME = "herostore"  # the attribute (root and video groups) holding herostore's own facts
-FORMAT_VERSION = 2  # 2: every chunk carries a crc32c checksum, every video document is sealed
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+CHECKSUMS_FROM = 2  # from format 2 every chunk ends in a crc32c checksum of its bytes
+SEALED_FROM = 3  # from format 3 every video document is sealed (``seal_video``)
 _LAYOUT_TEXT = "one group per video, one [T, D] array per modality"
-# keys of a video's herostore attribute that are not notes; the last three seal a format-2 video document
+# keys of a video's herostore attribute that are not notes; the last three seal a video document
 _BOOKKEEPING = ("modalities", "deviations", "video_id", "chunks", "digest")
 _ID_MAX_BYTES = 200
 
@@ -98,8 +100,13 @@ class StoreInfo:
 
     @property
     def checksums(self) -> bool:
-        """Whether every chunk ends in a crc32c of its bytes (format version 2 on)."""
-        return self.format_version >= 2
+        """Whether every chunk ends in a crc32c of its bytes."""
+        return self.format_version >= CHECKSUMS_FROM
+
+    @property
+    def sealed(self) -> bool:
+        """Whether every video document is sealed: its video id, its chunks' checksums, a digest of itself."""
+        return self.format_version >= SEALED_FROM
 
     def stats(self) -> dict[str, dict[str, np.ndarray]] | None:
         """Recorded per-modality statistics ``{modality: {"mean": f32[D], "std": f32[D], "count": i64}}``, or None."""
@@ -192,7 +199,7 @@ def video_attributes(transcript: str, modalities: Sequence[str], deviations: Seq
 
 
 def seal_video(document: dict[str, Any], video_id: str, chunk_crcs: Mapping[str, Sequence[int]]) -> bytes:
-    """A format-2 video document, sealed: it names its video, lists each chunk's crc32c, and carries a crc32c of
+    """A video document, sealed (format 3 on): it names its video, lists each chunk's crc32c, and carries a crc32c of
     itself (``digest``), so an edit of its transcript, notes or array metadata, a video renamed or copied under
     another id, and a chunk moved or copied from elsewhere are all errors when read."""
     info = document["attributes"][FORMAT_NAME]
@@ -226,7 +233,7 @@ def _check_seal(data: bytes, document: dict[str, Any], info: dict[str, Any], vid
         return
     digest = info.get("digest")
     if not isinstance(digest, str):
-        raise CorruptStoreError(f"{where}: {META} is not sealed (no digest; format 2 seals every video document)")
+        raise CorruptStoreError(f"{where}: {META} is not sealed (no digest; format 3 seals every video document)")
     try:
         ok = int(digest, 16) == _digest(document)
     except (ValueError, TypeError, RecursionError):
@@ -245,7 +252,7 @@ def _check_seal(data: bytes, document: dict[str, Any], info: dict[str, Any], vid
 def parse_video(data: bytes, source: str, video_id: str, format_version: int = FORMAT_VERSION) -> VideoMeta:
     """Check a video group's ``zarr.json``; anything a herostore writer never produces is a ``CorruptStoreError``.
 
-    From format 2 the document must be sealed (``seal_video``) and its seal is checked (once per process for a
+    From format 3 the document must be sealed (``seal_video``) and its seal is checked (once per process for a
     given document).
     """
     where = f"{source}: video {video_id!r}"
@@ -284,7 +291,7 @@ def parse_video(data: bytes, source: str, video_id: str, format_version: int = F
     notes = {k: v for k, v in info.items() if k not in _BOOKKEEPING}
     order = [m for m in MODALITY_BY_NAME if m in arrays]
     crcs = None
-    if format_version >= 2:
+    if format_version >= SEALED_FROM:
         _check_seal(data, document, info, video_id, where)
         crcs = _chunk_crcs(info.get("chunks"), order, where)
     return VideoMeta(video_id, transcript, tuple(order), arrays, notes,

@@ -120,7 +120,8 @@ class FeatureStore:
         if not overwrite and self.location.has_video(video_id):
             return False
         checked = features if isinstance(features, CheckedFeatures) else check_features(features, source=video_id)
-        files = encode_video(video_id, checked, self.preset, checksums=self.info.checksums, notes=notes)
+        files = encode_video(video_id, checked, self.preset, checksums=self.info.checksums,
+                             sealed=self.info.sealed, notes=notes)
         return self.location.publish(video_id, files, overwrite)
 
     def delete_video(self, video_id: str) -> None:

@@ -7,8 +7,9 @@ Per video:
 - **metadata**: the group's consolidated metadata and each array's own ``zarr.json`` agree, and each array is one
   herostore writes (``read.engine.plan_array`` with the store's invariants);
 - **bytes**: every chunk is read again (the reader's memory of verified chunks is not used) and its crc32c
-  compared (format 2); a format-1 store has no checksums, so its chunks are decoded to prove their size and
-  framing, and the report says that their values cannot be checked.
+  compared (format 2 on), and with the checksum the sealed video document lists for it (format 3); a format-1
+  store has no checksums, so its chunks are decoded to prove their size and framing, and the report says that
+  their values cannot be checked.
 
 At the root: the root document parses, and nothing but videos and that document is in the store (stray folders,
 a writer's scratch, folders set aside, special files). Videos are checked in parallel on the bulk engine.

@@ -14,11 +14,11 @@ def test_quick_run_writes_both_stores_reads_them_alike_and_reports_every_workloa
     result = checksum.main(["--quick", "--out", str(tmp_path / "out"), "--workdir", str(tmp_path)])
     cfg = checksum.Config.quick()
     for workload, passes in (("first", cfg.rounds), ("later", cfg.epochs)):
-        for fmt in ("v1", "v2"):
+        for fmt in ("v1", "current"):
             assert result["reads"][workload][fmt]["n"] == passes
             assert result["reads"][workload][fmt]["best"] > 0
     stored = result["stored_bytes"]
-    assert stored["format2"] - stored["format1"] == 4 * result["verify"]["1 core, in process"]["chunks"]  # a crc32c each
+    assert stored["current"] - stored["format1"] == 4 * result["verify"]["1 core, in process"]["chunks"]  # a crc32c each
     scaled = result["verify"][f"2 workers, warm, {cfg.verify_scale}x store"]
     assert scaled["chunks"] > result["verify"]["2 workers, warm"]["chunks"] and scaled["bytes"] > 0
     assert result["verify"]["2 workers, end to end (starting them)"]["chunks"] == result["verify"]["2 workers, warm"][

@@ -80,9 +80,9 @@ def _swap(a: Path, b: Path) -> None:
     b.write_bytes(data)
 
 
-def test_format_2_refuses_chunks_swapped_within_an_array(seeds, tmp_path):
+def test_format_3_refuses_chunks_swapped_within_an_array(seeds, tmp_path):
     """Every chunk keeps a valid checksum, but the sealed video document lists which checksum belongs where."""
-    case = _case(seeds, tmp_path, "v2-float16-chunks",
+    case = _case(seeds, tmp_path, "v3-float16-chunks",
                  lambda store: _swap(store / "v0" / "video_mae" / "c" / "0" / "0",
                                      store / "v0" / "video_mae" / "c" / "1" / "0"))
     outcome, detail, _ = store_steps.read(store_steps.start(case))

@@ -415,7 +415,7 @@ def test_listing_stats_and_preset(store_factory):
         reader.read("stray")
 
 
-@pytest.mark.parametrize("version, error", [(99, "format version 99; this herostore reads versions 1, 2"),
+@pytest.mark.parametrize("version, error", [(99, "format version 99; this herostore reads versions 1, 2, 3"),
                                             (None, "format version None")])
 def test_unknown_format_versions_are_refused_by_every_reader(store_factory, version, error):
     store = store_factory("float16", n=1)

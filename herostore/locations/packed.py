@@ -8,7 +8,7 @@ they are this video's members, and decodes the chunks a read asks for with the c
 stays cached, so ``video_document`` then ``fill`` (what ``ZarrReader.read`` does) cost one read, one request
 remotely.
 
-Metadata members are checked against their zip CRC-32 on every read; chunks against their crc32c (format 2) or
+Metadata members are checked against their zip CRC-32 on every read; chunks against their crc32c (format 2 on) or
 their zip CRC-32 (format 1), once per process for a local shard (by the shard file's identity and the offset).
 """
 

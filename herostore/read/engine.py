@@ -1,7 +1,7 @@
 """The Zarr v3 chunk engine: how to read one herostore array, and how to turn one chunk's bytes into rows.
 
 ``plan_array`` reads an array's metadata once and accepts exactly what herostore writes: a regular grid chunked
-along the first axis, the ``bytes`` codec, optionally ``blosc``, and (format 2) a ``crc32c`` checksum last.
+along the first axis, the ``bytes`` codec, optionally ``blosc``, and (format 2 on) a ``crc32c`` checksum last.
 Anything else is a ``CorruptStoreError``: it was not written by herostore, or was edited. The parts of a plan
 that do not depend on the array's length (dtype, codecs) are parsed once per process and shared.
 
@@ -54,7 +54,7 @@ class ArrayPlan:
     shape: tuple[int, ...]
     chunk_rows: int
     encoding: _Encoding
-    crcs: tuple[int, ...] | None = None  # each chunk's crc32c as the video's sealed document lists them (format 2)
+    crcs: tuple[int, ...] | None = None  # each chunk's crc32c as the video's sealed document lists them (format 3)
 
     @property
     def row_bytes(self) -> int:
@@ -100,7 +100,7 @@ def plan_array(name: str, meta: Mapping[str, Any], where: str, *, checksums: boo
     """The plan of one array from its Zarr v3 metadata; ``where`` names the video in errors.
 
     ``checksums``: the store's format requires a crc32c codec on every chunk. ``preset``: check that the chunking
-    is the one herostore's writer chose for this length (format 2), so an edited shape cannot go unnoticed.
+    is the one herostore's writer chose for this length (format 2 on), so an edited shape cannot go unnoticed.
     ``crcs``: each chunk's crc32c as the video's sealed document lists them, one per chunk.
     """
     here = f"{where}, modality {name!r}"

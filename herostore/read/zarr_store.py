@@ -93,7 +93,7 @@ class ZarrReader:
     # -- reading -------------------------------------------------------------------------------------------------
 
     def video_meta(self, video_id: str) -> VideoMeta:
-        """The video's parsed ``zarr.json`` (transcript, notes, array metadata), its seal checked (format 2)."""
+        """The video's parsed ``zarr.json`` (transcript, notes, array metadata), its seal checked (format 3 on)."""
         return parse_video(self.location.video_document(check_video_id(video_id)), self.location.name, video_id,
                            self.info.format_version)
 
@@ -109,7 +109,7 @@ class ZarrReader:
         return plan
 
     def _check_array_document(self, meta: VideoMeta, name: str, plan: ArrayPlan) -> None:
-        """Format 1 has no seal: the array's own ``zarr.json`` must say what its consolidated copy says (what
+        """Formats 1 and 2 have no seal: the array's own ``zarr.json`` must say what its consolidated copy says (what
         decides the bytes read), checked once per process for a plan, so that an edit of that copy alone (a shape
         grown into the last chunk's padding, a byte order) cannot change the data read without an error. Local
         stores only: elsewhere it would cost a request per array (``herostore verify`` compares them there)."""

@@ -18,10 +18,10 @@ times) and mutates its store one to three times. Each mutation has a kind, which
   folder where a file should be, a file where a folder should be;
 - ``stray``: something added beside the videos' own files (an extra file, folder, array or scratch entry).
 
-``UNPROTECTED`` lists, per format version, the kinds the format cannot protect: a chunk's crc32c covers its bytes,
-not its name (``moved``); nothing covers a video's transcript and notes (``text``) or an edit made the same way to
-both copies of an array's metadata (``consistent-meta``); the store keeps no list of its videos
-(``deleted-video``); format 1 has no checksums (``chunk-bytes``). A case mixes no kinds across that line (a
+``UNPROTECTED`` lists, per format version, the kinds the format cannot protect: no format keeps a list of its
+videos (``deleted-video``); before format 3 sealed every video document, a chunk's crc32c covered its bytes, not
+its name (``moved``), and nothing covered a video's transcript and notes (``text``) or an edit made the same way to
+both copies of an array's metadata (``consistent-meta``); format 1 has no checksums (``chunk-bytes``). A case mixes no kinds across that line (a
 mutation on the other side of it is undone and drawn again), so that what it reads can be attributed.
 """
 
@@ -40,6 +40,7 @@ from .store_seeds import StoreSeed
 
 __all__ = ["UNPROTECTED", "Files", "Mutation", "StoreMutator", "cases", "catalogue"]
 UNPROTECTED = {
+    3: frozenset({"deleted-video"}),
     2: frozenset({"text", "moved", "consistent-meta", "deleted-video"}),
     1: frozenset({"text", "moved", "consistent-meta", "deleted-video", "chunk-bytes"}),
 }
@@ -48,10 +49,11 @@ UNPROTECTED = {
 class StoreMutator(JsonEdits):
     """Mutated copies of ``seeds``, reproducible for a ``seed``."""
 
-    def __init__(self, seeds: list[StoreSeed], seed: int = 0, *, format1_share: float = 0.2):
-        self.v2 = [s for s in seeds if s.format_version == 2]
-        self.v1 = [s for s in seeds if s.format_version == 1]
-        self.format1_share = format1_share if self.v1 else 0.0
+    def __init__(self, seeds: list[StoreSeed], seed: int = 0, *, older_share: float = 0.3):
+        newest = max(s.format_version for s in seeds)
+        self.current = [s for s in seeds if s.format_version == newest]
+        self.older = [s for s in seeds if s.format_version < newest]  # the golden stores of earlier formats
+        self.older_share = older_share if self.older else 0.0
         self.rng = random.Random(seed)
         self.failures: list[str] = []  # mutations the file system refused: the case was made again
         self.strategies: list[tuple[int, Callable[[Files], Mutation]]] = [
@@ -75,7 +77,7 @@ class StoreMutator(JsonEdits):
         raise RuntimeError(f"{dest}: no case could be made: {self.failures[-3:]}")
 
     def _case(self, dest: Path) -> tuple[StoreSeed, list[Mutation]]:
-        seed = self.rng.choice(self.v1 if self.rng.random() < self.format1_share else self.v2)
+        seed = self.rng.choice(self.older if self.rng.random() < self.older_share else self.current)
         shutil.copytree(seed.root, dest, copy_function=shutil.copyfile)
         (dest / "outside").mkdir()  # files outside the store that links may point to
         store = dest / "features"

@@ -4,9 +4,10 @@
 ``classes.json``) and ``<name>.expected.pkl``: every video's arrays, transcript and notes as herostore's reader
 returns them (checked equal to zarr-python's read), the video ids and ``store_info``'s summary. Seeds:
 
-- format 2 in every preset (``lossless``, ``float16``, ``float16-lz4``, ``bitround``, ``raw``), one chunk per array;
+- the current format in every preset (``lossless``, ``float16``, ``float16-lz4``, ``bitround``, ``raw``), one
+  chunk per array;
 - the same presets with ``chunk_rows=4``, so arrays span several chunks, some with a padded last chunk;
-- format 1: copies of the golden stores written by an earlier release (``tests/data/golden/v1``).
+- formats 1 and 2: copies of the golden stores written by earlier releases (``tests/data/golden/v1``, ``v2``).
 
 Videos are small (a few rows) so a campaign copies a seed for every case cheaply.
 """
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 
 PRESETS = ("lossless", "float16", "float16-lz4", "bitround", "raw")
-GOLDEN_V1 = Path(__file__).resolve().parents[1] / "data" / "golden" / "v1"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
+OLDER_FORMATS = (1, 2)
 CLASSES = ["happy", "neutral"]
 SMALL_CHUNKS = 4
 
@@ -64,6 +66,7 @@ def _write_labels(root: Path, ids: list[str]) -> None:
 
 def build_seeds(folder: str | Path) -> list[StoreSeed]:
     """Write every seed under ``folder`` with what it reads; returns them."""
+    from herostore.layout import FORMAT_VERSION
     from herostore.presets import get_preset
 
     folder = Path(folder)
@@ -71,13 +74,15 @@ def build_seeds(folder: str | Path) -> list[StoreSeed]:
     for name in PRESETS:
         for tag, preset in ((name, get_preset(name)), (f"{name}-chunks", replace(get_preset(name),
                                                                                    chunk_rows=SMALL_CHUNKS))):
-            root = folder / f"v2-{tag}"
+            root = folder / f"v{FORMAT_VERSION}-{tag}"
             _write_store(root / "features", preset)
-            seeds.append(StoreSeed(f"v2-{tag}", root, 2))
-    for name in PRESETS:
-        root = folder / f"v1-{name}"
-        shutil.copytree(GOLDEN_V1 / name, root / "features")
-        seeds.append(StoreSeed(f"v1-{name}", root, 1))
+            seeds.append(StoreSeed(root.name, root, FORMAT_VERSION))
+    for version in OLDER_FORMATS:
+        for name in sorted(p.name for p in (GOLDEN / f"v{version}").iterdir() if p.is_dir()):
+            if name in PRESETS or name.endswith("-chunks"):
+                root = folder / f"v{version}-{name}"
+                shutil.copytree(GOLDEN / f"v{version}" / name, root / "features")
+                seeds.append(StoreSeed(root.name, root, version))
     for seed in seeds:
         expected = read_expected(seed.root / "features")
         _write_labels(seed.root, expected["ids"])
