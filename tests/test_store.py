@@ -273,7 +273,7 @@ def _write_range(path: str, start: int) -> None:
 HOLDER = """
 import sys, time
 from herostore.locations.local import LocalDirectory
-with LocalDirectory(sys.argv[1])._scratch_entry() as entry:
+with LocalDirectory(sys.argv[1]).scratch.entry() as entry:
     (entry / "video_mae").mkdir()
     print(entry, flush=True)
     time.sleep(120)

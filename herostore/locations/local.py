@@ -6,20 +6,18 @@ blocking on a FIFO) and reads chunks with ``chunk_files``.
 Writing builds a video in ``.tmp/<random>/``, a folder its writer holds an ``flock`` on for as long as it works
 (the kernel drops the lock when the writer dies, in any pid namespace), checks it is complete, and renames it into
 place in one ``rename(2)``: readers see the whole video or nothing. ``clean_scratch`` removes scratch entries
-whose lock nobody holds and that are older than ``fsutil.STALE_AFTER_S``; the scratch folder itself is removed when
-it empties, so a finished store holds only Zarr nodes.
+whose lock nobody holds and that are older than ``fsutil.STALE_AFTER_S`` (``scratch.Scratch``); the scratch folder
+itself is removed when it empties, so a finished store holds only Zarr nodes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import mmap
 import os
 import shutil
 import stat
-import time
 import uuid
 import warnings
 import weakref
@@ -31,17 +29,15 @@ import numpy as np
 
 from ..errors import CorruptStoreError, StoreError, VideoNotFoundError
 from ..fsutil import STALE_AFTER_S, atomic_write, fsync_dir, make_folder
-from ..layout import META, SCRATCH_DIR, check_video_id
+from ..layout import META, check_video_id
 from ..read.engine import ChunkJob, VerifiedChunks, check_crc
 from . import beneath
 from .beneath import Refused
 from .chunk_files import fill_from_files
 from .chunk_files import identity as file_identity
+from .scratch import RETIRED_SUFFIX, Scratch
 
 __all__ = ["LocalDirectory"]
-
-RETIRED_SUFFIX = ".old"
-
 
 class LocalDirectory:
     """The files of a store in a local folder. Pickles without its open file descriptors."""
@@ -55,9 +51,10 @@ class LocalDirectory:
         self._root_fd: int | None = None
         self._pid: int | None = None
         self._closer: weakref.finalize | None = None
+        self.scratch = Scratch(self.path, self.name)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "name": self.name, "_root_fd": None, "_pid": None, "_closer": None}
+        return {**self.__dict__, "_root_fd": None, "_pid": None, "_closer": None}
 
     def __repr__(self) -> str:
         return f"LocalDirectory({self.name!r})"
@@ -239,7 +236,7 @@ class LocalDirectory:
 
     def update_root(self, change: Callable[[bytes], bytes]) -> None:
         """Replace the root ``zarr.json`` with ``change(old)``, under a lock shared by every writer."""
-        with self._scratch_lock("root.lock"):
+        with self.scratch.lock("root.lock"):
             atomic_write(self.path / META, change(self.read_root()))
 
     def publish(self, video_id: str, files: Mapping[str, bytes], overwrite: bool) -> bool:
@@ -249,7 +246,7 @@ class LocalDirectory:
             return False
         if target.exists() and not (target / META).is_file():
             self._set_aside(target)
-        with self._scratch_entry() as scratch:
+        with self.scratch.entry() as scratch:
             for key, data in files.items():
                 _write_file(scratch / key, data)
             _check_complete(scratch, files, video_id)
@@ -269,7 +266,7 @@ class LocalDirectory:
         # The old copy waits in a locked .tmp/<random>.old/ until the new one is in place. Any error puts it
         # back; if this process dies between the two renames, clean_scratch finds the video missing and puts
         # the old copy back.
-        retired, fd = self._locked(lambda tmp: _mkdir(tmp / f"{uuid.uuid4().hex}{RETIRED_SUFFIX}"))
+        retired, fd = self.scratch.locked_folder(RETIRED_SUFFIX)
         try:
             os.rename(target, retired / target.name)
             try:
@@ -298,116 +295,18 @@ class LocalDirectory:
         target = self.path / check_video_id(video_id)
         if not target.exists():
             raise VideoNotFoundError(f"{self.name}: no video {video_id!r}")
-        with self._scratch_entry() as scratch:
+        with self.scratch.entry() as scratch:
             os.rename(target, scratch / video_id)
 
-    # -- scratch -------------------------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _scratch_entry(self, suffix: str = ""):
-        """A fresh ``.tmp/<random><suffix>/`` folder, locked for as long as the block runs, removed after it."""
-        entry, fd = self._locked(lambda tmp: _mkdir(tmp / f"{uuid.uuid4().hex}{suffix}"))
-        try:
-            yield entry
-        finally:
-            shutil.rmtree(entry, ignore_errors=True)
-            os.close(fd)
-            self.tidy()
-
-    @contextlib.contextmanager
-    def _scratch_lock(self, name: str):
-        entry, fd = self._locked(lambda tmp: _touch(tmp / name))
-        try:
-            yield entry
-        finally:
-            with contextlib.suppress(OSError):
-                entry.unlink()
-            os.close(fd)
-            self.tidy()
-
-    def _locked(self, make: Callable[[Path], Path]) -> tuple[Path, int]:
-        tmp = self.path / SCRATCH_DIR
-        for _ in range(100):  # another writer may remove an empty .tmp between our mkdir and our entry
-            with contextlib.suppress(FileExistsError):
-                tmp.mkdir()
-            try:
-                entry = make(tmp)
-                break
-            except FileNotFoundError:
-                continue
-        else:
-            raise StoreError(f"{tmp}: cannot create a scratch entry (the folder keeps disappearing)")
-        fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return entry, fd
-
     def tidy(self) -> None:
-        """Remove the scratch folder if it is empty (it is recreated on the next write)."""
-        with contextlib.suppress(OSError):
-            os.rmdir(self.path / SCRATCH_DIR)
+        self.scratch.tidy()
 
     def clean_scratch(self, older_than: float = STALE_AFTER_S) -> int:
-        """Remove scratch entries of writers that are gone (unlocked, older than ``older_than`` seconds); return
-        how many. An overwrite cut short leaves the old copy of its video in a ``.old`` entry: it is put back."""
-        tmp = self.path / SCRATCH_DIR
-        try:
-            entries = sorted(tmp.iterdir())
-        except (FileNotFoundError, NotADirectoryError):
-            return 0
-        cleared = 0
-        now = time.time()
-        for entry in entries:
-            try:
-                if now - entry.lstat().st_mtime < older_than or entry.is_symlink():
-                    continue
-                fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # its writer is alive
-            try:
-                if entry.name.endswith(RETIRED_SUFFIX) and entry.is_dir():
-                    self._restore_retired(entry)
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                cleared += 1
-            finally:
-                os.close(fd)
-        self.tidy()
-        return cleared
-
-    def _restore_retired(self, entry: Path) -> None:
-        for old in entry.iterdir():
-            target = self.path / old.name
-            if old.name.startswith(".") or not (old / META).is_file():
-                continue
-            try:
-                os.rename(old, target)  # fails if a writer has put a video there since: then the old copy goes
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                continue
-            warnings.warn(f"{self.name}: restored video {old.name!r} from {entry.name}: its overwrite was cut "
-                          f"short (the writer died between retiring the old copy and publishing the new one)",
-                          stacklevel=3)
+        """Clear what writers that are gone left in the scratch folder (``Scratch.clean``); returns how many."""
+        return self.scratch.clean(older_than)
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir()
-    return path
-
-
-def _touch(path: Path) -> Path:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-    return path
 
 
 def _write_file(path: Path, data: bytes) -> None:
