@@ -9,8 +9,8 @@ read back through ``HeroDataset(s3://...)`` in a ``DataLoader`` (2 workers, hero
 formats are interleaved, best of N after a warm-up epoch. The server's request log gives requests and bytes per
 sample. Writes ``s3.md`` and ``s3.json`` into ``--out``. Method and reading of the numbers: docs/benchmarks.md.
 
-Formats are entries of ``FORMATS``: the spec's ``.npy`` folder and the default-preset directory store; a packed
-store slots in as one more ``S3Format`` (write it under its URL in ``put``; ``phases`` = 1).
+Formats are entries of ``FORMATS``: the spec's ``.npy`` folder, the default-preset directory store (also read by
+zarr-python) and the same store packed (``herostore pack``: zip shards and an index, one ranged GET per sample).
 """
 
 from __future__ import annotations
@@ -72,12 +72,13 @@ class S3Format:
     reuse: str | None = None  # read the data another format put (``put`` is then None)
 
 
-def _put_npy(npy_root: Path, url: str, options: dict[str, Any]) -> None:
+def _put_files(root: Path, url: str, options: dict[str, Any]) -> None:
+    """Upload every file of a local dataset root as is."""
     from herostore import urls
 
-    for path in sorted(npy_root.rglob("*")):
+    for path in sorted(root.rglob("*")):
         if path.is_file():
-            urls.write_bytes(f"{url}/{path.relative_to(npy_root).as_posix()}", path.read_bytes(), options)
+            urls.write_bytes(f"{url}/{path.relative_to(root).as_posix()}", path.read_bytes(), options)
 
 
 def _put_store(npy_root: Path, url: str, options: dict[str, Any]) -> None:
@@ -92,14 +93,30 @@ def _local_store(npy_root: Path, workdir: Path) -> Path:
     from herostore.convert import import_npy
 
     root = workdir / "store-local"
-    import_npy(npy_root, root, workers=1, progress=False)
+    import_npy(npy_root, root, workers=1, progress=False)  # resumes: a second call finds every video there
     return root
 
 
+def _local_packed(npy_root: Path, workdir: Path) -> Path:
+    from herostore.pack import pack
+
+    root = workdir / "packed-local"
+    if not (root / "features").exists():
+        report = pack(_local_store(npy_root, workdir), root, workers=1, progress=False)
+        if not report.ok:
+            raise RuntimeError(f"pack to {root} failed: {report.summary()}")
+    return root
+
+
+def _put_packed(npy_root: Path, url: str, options: dict[str, Any]) -> None:
+    _put_files(_local_packed(npy_root, npy_root.parent), url, options)
+
+
 FORMATS = [
-    S3Format("npy", "`.npy` folder (baseline)", 1, _put_npy, lambda npy_root, _: npy_root),
+    S3Format("npy", "`.npy` folder (baseline)", 1, _put_files, lambda npy_root, _: npy_root),
     S3Format("store", "directory store, default preset", 2, _put_store, _local_store),
     S3Format("zarr", "directory store, read by zarr-python", 0, None, _local_store, fast=False, reuse="store"),
+    S3Format("packed", "packed dataset, default preset", 1, _put_packed, _local_packed),
 ]
 
 
@@ -152,6 +169,7 @@ def requests_per_sample(server: Any, url: str, ids: Sequence[str], options: dict
     from herostore.read import open_reader
 
     reader = open_reader(f"{url}/features", storage_options=options, fast=fast)
+    reader.video_ids()  # opening: a packed dataset's index is read here once, not per sample
     requests, other, sent, critical = [], 0, [], []
     for vid in ids:
         server.reset_log()

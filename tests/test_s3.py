@@ -574,4 +574,5 @@ def test_the_object_storage_benchmark_runs(s3_server, tmp_path):
     arrays = [4 + (i % cfg.shapes.au_every == 0) for i in range(3)]  # every au_every-th video has au
     assert formats["store"]["requests"] == pytest.approx(1 + np.mean(arrays))  # the marker, one chunk per array
     assert formats["store"]["mb"] < formats["npy"]["mb"] and formats["store"]["other_requests"] == 0
+    assert formats["packed"]["requests"] == 1 and formats["packed"]["other_requests"] == 0  # one ranged GET
     assert "| directory store, default preset |" in bench.markdown(results, "python -m benchmarks.s3 --quick")
