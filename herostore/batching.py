@@ -152,6 +152,8 @@ def build_batch(ds: HeroDataset, indices: Sequence[int], allocate: Allocate = ne
     if not len(indices):
         raise ArgumentError("collate: empty batch (expected at least one sample)")
     reader = ds.reader
+    if hasattr(reader, "prefetch"):
+        reader.prefetch([ds.labels[int(i)].video_id for i in indices])
     samples = [_describe(ds, reader, int(i)) for i in indices]
     size, modalities = len(samples), ds.modalities
     first = samples[0]

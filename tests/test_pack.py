@@ -589,6 +589,40 @@ def test_remote_packed_reads_one_range_per_sample(tmp_path, memory_fs, monkeypat
     assert open_location("memory://bucket/nothing-here").kind == "directory"
 
 
+def test_a_batch_from_a_remote_packed_dataset_fetches_its_videos_together(tmp_path, memory_fs, monkeypatch):
+    """One ranged request per video of the batch, all sent in one call, each range fetched once."""
+    import torch
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from herostore import HeroDataset, collate
+
+    source, target = packed(tmp_path, "float16")
+    memory_fs.put(str(target), "/bucket/packed", recursive=True)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([{"video_id": v, "emotion": "sad"} for v in open_reader(source).video_ids()]))
+    calls: list[tuple] = []
+    for method in ("cat_file", "cat_ranges"):
+        real = getattr(MemoryFileSystem, method)
+
+        def counting(self, path, *args, _real=real, _method=method, **kwargs):
+            calls.append((_method, path, args[0] if args else kwargs.get("start")))
+            return _real(self, path, *args, **kwargs)
+
+        monkeypatch.setattr(MemoryFileSystem, method, counting)
+    remote = HeroDataset("memory://bucket/packed", labels, classes=["sad"])
+    local = HeroDataset(source, labels, classes=["sad"])
+    remote.reader.video_ids()  # opening: the manifest and the index
+    for indices in ([0, 1, 2, 3], [6, 4], [5]):
+        calls.clear()
+        batch = collate(remote.__getitems__(indices))
+        assert [c[0] for c in calls] == ["cat_ranges"] + ["cat_file"] * len(indices), calls
+        offsets = [remote.reader.location.index().find(remote.labels[i].video_id)[1] for i in indices]
+        assert [c[2] for c in calls[1:]] == offsets
+        expected = collate(local.__getitems__(indices))
+        for key, value in expected.items():
+            assert torch.equal(batch[key], value) if isinstance(value, torch.Tensor) else batch[key] == value, key
+
+
 # -- the commands ------------------------------------------------------------------------------------------------
 
 

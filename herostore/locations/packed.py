@@ -6,7 +6,8 @@ the number of videos), takes its range in one read (``shards``: a slice of the s
 process, or one ranged request), walks the zip local headers inside it as far as the read needs, checks that
 they are this video's members, and decodes the chunks a read asks for with the chunk engine. The video read last
 stays cached, so ``video_document`` then ``fill`` (what ``ZarrReader.read`` does) cost one read, one request
-remotely.
+remotely. A batch announces its videos first (``prefetch``): remotely their ranges are then requested all at once,
+one request each, and kept for the batch's reads (per thread, until its next batch).
 
 Metadata members are checked against their zip CRC-32 on every read; chunks against their crc32c (format 2 on) or
 their zip CRC-32 (format 1), once per process for a local shard (by the shard file's identity and the offset).
@@ -15,6 +16,7 @@ their zip CRC-32 (format 1), once per process for a local shard (by the shard fi
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -90,9 +92,10 @@ class PackedDataset:
         self._index: PackIndex | None = None
         self._ids: list[str] | None = None
         self._current: _Video | None = None
+        self._batches: threading.local | None = None  # each thread's prefetched videos, by id
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_index": None, "_ids": None, "_current": None}
+        return {**self.__dict__, "_index": None, "_ids": None, "_current": None, "_batches": None}
 
     def __repr__(self) -> str:
         return f"PackedDataset({self.name!r})"
@@ -137,15 +140,43 @@ class PackedDataset:
     # -- one video's range ---------------------------------------------------------------------------------------
 
     def _range(self, shard: int, offset: int, length: int) -> tuple[Any, Any]:
+        return self._files.range(*self._within(shard, offset, length), offset, length)
+
+    def _within(self, shard: int, offset: int, length: int) -> tuple[str, int]:
+        """The shard's name and size, the range checked to lie inside it."""
         name, size = self.manifest.shards[shard]
         if offset + length > size:
             raise CorruptStoreError(f"{self.name}/{name}: bytes {offset}+{length} asked for, the shard holds {size}")
-        return self._files.range(name, size, offset, length)
+        return name, size
+
+    def prefetch(self, video_ids: Sequence[str]) -> None:
+        """Fetch these videos' ranges together (remotely: one request each, sent at once) and keep them for this
+        thread's reads until its next ``prefetch``. A local shard is mapped, so there is nothing to fetch."""
+        if not isinstance(self._files, RemoteFiles):
+            return
+        if self._batches is None:
+            self._batches = threading.local()
+        self._batches.videos = {}
+        wanted = []
+        for video_id in dict.fromkeys(video_ids):
+            entry = self.index().find(video_id)
+            if entry is not None:  # a missing video is an error when it is read
+                wanted.append((video_id, *entry))
+        if not wanted:
+            return
+        for data, (video_id, shard, offset, length) in zip(
+                self._files.ranges([(*self._within(shard, offset, length), offset, length)
+                                    for _, shard, offset, length in wanted]), wanted):
+            self._batches.videos[video_id] = _Video(video_id, shard, offset, data, None,
+                                                    f"{self.name}/{self.manifest.shards[shard][0]}: video {video_id!r}")
 
     def _video(self, video_id: str) -> _Video:
         current = self._current
         if current is not None and current.video_id == video_id and current.pid == os.getpid():
             return current
+        batch = getattr(self._batches, "videos", None) if self._batches is not None else None
+        if batch and video_id in batch and batch[video_id].pid == os.getpid():
+            return batch[video_id]
         entry = self.index().find(video_id)
         if entry is None:
             raise VideoNotFoundError(f"{self.name}: no video {video_id!r}")

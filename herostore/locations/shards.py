@@ -15,7 +15,7 @@ import errno
 import mmap
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import CorruptStoreError, StoreError
@@ -180,14 +180,16 @@ class RemoteFiles:
         fs, root = self.filesystem()
         try:
             return fs.cat_file(f"{root}/{name}", start=start, end=end)
-        except FileNotFoundError:
-            raise
-        except PermissionError as exc:
-            raise StoreError(f"{self.url}/{name}: access denied ({_reason(exc)})") from None
         except OSError as exc:
-            if "NoSuchKey" in str(exc) or "Not Found" in str(exc):
-                raise FileNotFoundError(name) from None
-            raise StoreError(f"{self.url}/{name}: cannot read ({_reason(exc)})") from None
+            raise self._failed(name, exc) from None
+
+    def _failed(self, name: str, exc: BaseException) -> BaseException:
+        """What a failed request of object ``name`` raises: ``FileNotFoundError`` when it is not there."""
+        if isinstance(exc, FileNotFoundError) or "NoSuchKey" in str(exc) or "Not Found" in str(exc):
+            return FileNotFoundError(name)
+        if isinstance(exc, PermissionError):
+            return StoreError(f"{self.url}/{name}: access denied ({_reason(exc)})")
+        return StoreError(f"{self.url}/{name}: cannot read ({_reason(exc)})")
 
     def read(self, name: str, limit: int, exact: int | None = None) -> bytes:
         """A whole object of at most ``limit`` bytes (exactly ``exact`` when given): one bounded request."""
@@ -208,10 +210,31 @@ class RemoteFiles:
             data = self._cat(name, offset, offset + length)
         except FileNotFoundError:
             raise CorruptStoreError(f"{self.url}/{name}: the shard is missing") from None
+        return self._checked(name, size, offset, length, data), None
+
+    def ranges(self, wanted: Sequence[tuple[str, int, int, int]]) -> list[bytes]:
+        """Several ``(shard, size, offset, length)`` ranges: one ranged request each, all sent at once."""
+        fs, root = self.filesystem()
+        try:
+            found = fs.cat_ranges([f"{root}/{name}" for name, _, _, _ in wanted], [o for _, _, o, _ in wanted],
+                                  [o + n for _, _, o, n in wanted], on_error="return")
+        except OSError as exc:
+            raise self._failed(wanted[0][0], exc) from None
+        out = []
+        for (name, size, offset, length), data in zip(wanted, found):
+            if isinstance(data, BaseException):
+                failure = self._failed(name, data)
+                if isinstance(failure, FileNotFoundError):
+                    raise CorruptStoreError(f"{self.url}/{name}: the shard is missing") from None
+                raise failure from None
+            out.append(self._checked(name, size, offset, length, data))
+        return out
+
+    def _checked(self, name: str, size: int, offset: int, length: int, data: bytes) -> bytes:
         if len(data) != length:
             raise CorruptStoreError(f"{self.url}/{name}: bytes {offset}+{length} gave {len(data)} bytes; the shard "
                                     f"is shorter than the {size} bytes the manifest says")
-        return data, None
+        return data
 
 
 def _reason(exc: BaseException) -> str:

@@ -129,6 +129,12 @@ class ZarrReader:
                                     "or damaged)")
         AGREED.add(identity)
 
+    def prefetch(self, video_ids: Sequence[str]) -> None:
+        """Announce the videos about to be read (a batch): a location that can fetch them together does."""
+        prefetch = getattr(self.location, "prefetch", None)
+        if prefetch is not None and self.fast:
+            prefetch(video_ids)
+
     def read(self, video_id: str, modalities: Sequence[str] | None = None,
              max_rows: Mapping[str, int] | None = None) -> VideoRecord:
         """The requested modalities the video has (all by default), rows ``[:max_rows[key]]``."""
