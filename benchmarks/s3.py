@@ -10,7 +10,10 @@ formats are interleaved, best of N after a warm-up epoch. The server's request l
 sample. Writes ``s3.md`` and ``s3.json`` into ``--out``. Method and reading of the numbers: docs/benchmarks.md.
 
 Formats are entries of ``FORMATS``: the spec's ``.npy`` folder, the default-preset directory store (also read by
-zarr-python) and the same store packed (``herostore pack``: zip shards and an index, one ranged GET per sample).
+zarr-python) and the same store packed (``herostore pack``: zip shards and an index, one ranged GET per sample),
+in shards of the default size and in 16 MB shards: the local server builds a whole object for every ranged GET
+(``server_baseline`` measures what that costs), which a real object store does not, so small shards show the
+packed reads without that cost.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,26 +101,32 @@ def _local_store(npy_root: Path, workdir: Path) -> Path:
     return root
 
 
-def _local_packed(npy_root: Path, workdir: Path) -> Path:
-    from herostore.pack import pack
+def _local_packed(npy_root: Path, workdir: Path, shard_size: int | None = None) -> Path:
+    from herostore.pack import DEFAULT_SHARD_SIZE, pack
 
-    root = workdir / "packed-local"
+    root = workdir / f"packed-local-{shard_size or 'default'}"
     if not (root / "features").exists():
-        report = pack(_local_store(npy_root, workdir), root, workers=1, progress=False)
+        report = pack(_local_store(npy_root, workdir), root, shard_size=shard_size or DEFAULT_SHARD_SIZE, workers=1,
+                      progress=False)
         if not report.ok:
             raise RuntimeError(f"pack to {root} failed: {report.summary()}")
     return root
 
 
-def _put_packed(npy_root: Path, url: str, options: dict[str, Any]) -> None:
-    _put_files(_local_packed(npy_root, npy_root.parent), url, options)
+def _put_packed(npy_root: Path, url: str, options: dict[str, Any], shard_size: int | None = None) -> None:
+    _put_files(_local_packed(npy_root, npy_root.parent, shard_size), url, options)
+
+
+SMALL_SHARDS = 16_000_000
 
 
 FORMATS = [
     S3Format("npy", "`.npy` folder (baseline)", 1, _put_files, lambda npy_root, _: npy_root),
     S3Format("store", "directory store, default preset", 2, _put_store, _local_store),
     S3Format("zarr", "directory store, read by zarr-python", 0, None, _local_store, fast=False, reuse="store"),
-    S3Format("packed", "packed dataset, default preset", 1, _put_packed, _local_packed),
+    S3Format("packed", "packed dataset, default preset, default shards (2 GB)", 1, _put_packed, _local_packed),
+    S3Format("packed-16m", "packed dataset, default preset, 16 MB shards", 1,
+             partial(_put_packed, shard_size=SMALL_SHARDS), partial(_local_packed, shard_size=SMALL_SHARDS)),
 ]
 
 
@@ -141,9 +151,19 @@ def write_npy_dataset(cfg: Config, root: Path, workdir: Path) -> dict[str, Any]:
 
 
 def server_baseline(server: Any, bucket: str) -> dict[str, float]:
-    """The local server's own cost: round trip of a 1 KB GET, throughput of one 32 MB GET (one connection)."""
+    """The local server's own cost: round trip of a 1 KB GET, throughput of one 32 MB GET (one connection), and a
+    4 MB ranged GET of a 32 MB object against a whole 4 MB object (the server builds the whole object for a range)."""
     fs = server.filesystem()
-    fs.pipe({f"{bucket}/probe/small": b"x" * 1024, f"{bucket}/probe/large": os.urandom(32 * 2**20)})
+    fs.pipe({f"{bucket}/probe/small": b"x" * 1024, f"{bucket}/probe/large": os.urandom(32 * 2**20),
+             f"{bucket}/probe/medium": os.urandom(4 * 2**20)})
+    ranged, whole = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        fs.cat_file(f"{bucket}/probe/large", start=0, end=4 * 2**20)
+        ranged.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fs.cat_file(f"{bucket}/probe/medium")
+        whole.append(time.perf_counter() - start)
     small = []
     for _ in range(30):
         start = time.perf_counter()
@@ -154,8 +174,9 @@ def server_baseline(server: Any, bucket: str) -> dict[str, float]:
         start = time.perf_counter()
         fs.cat_file(f"{bucket}/probe/large", max_concurrency=1)
         large.append(time.perf_counter() - start)
-    fs.rm([f"{bucket}/probe/small", f"{bucket}/probe/large"])
-    return {"get_1kb_ms_median": 1000 * float(np.median(small)), "get_32mb_mb_s_best": 32 * 2**20 / 1e6 / min(large)}
+    fs.rm([f"{bucket}/probe/small", f"{bucket}/probe/large", f"{bucket}/probe/medium"])
+    return {"get_1kb_ms_median": 1000 * float(np.median(small)), "get_32mb_mb_s_best": 32 * 2**20 / 1e6 / min(large),
+            "range_4mb_of_32mb_ms_best": 1000 * min(ranged), "get_4mb_ms_best": 1000 * min(whole)}
 
 
 def requests_per_sample(server: Any, url: str, ids: Sequence[str], options: dict[str, Any], fast: bool,
@@ -331,7 +352,9 @@ def markdown(r: dict[str, Any], command: str) -> str:
     c, d = r["config"], r["data"]
     setup = (f"`{command}`: {d['videos']} videos of {c['kind']} data ({d['float32_mb']:.0f} MB as float32), local S3 "
              f"server on 127.0.0.1 (1 KB GET {r['server']['get_1kb_ms_median']:.1f} ms, one connection "
-             f"{r['server']['get_32mb_mb_s_best']:.0f} MB/s), DataLoader({c['workers']} workers, batch "
+             f"{r['server']['get_32mb_mb_s_best']:.0f} MB/s; 4 MB ranged out of a 32 MB object "
+             f"{r['server']['range_4mb_of_32mb_ms_best']:.1f} ms, a whole 4 MB object "
+             f"{r['server']['get_4mb_ms_best']:.1f} ms), DataLoader({c['workers']} workers, batch "
              f"{c['batch_size']}), best of {c['epochs']} interleaved epochs after a warm-up (spread: (slowest - "
              f"best) / best; paired median: the median over epochs of the ratio to the `.npy` epoch run beside it); "
              f"{r['machine']['cpus']} CPUs shared with the server (load average "
