@@ -22,7 +22,7 @@ import importlib.util
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,3 +163,9 @@ def nbytes(features: dict[str, Any]) -> int:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def target_lines(targets: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per target of a run's results: met or not, the value and the limit."""
+    return [f"  {'met    ' if g['met'] else 'NOT MET'} {g['target']}: {g['value']:.3g} ({g['op']} {g['limit']:g})"
+            for g in targets]

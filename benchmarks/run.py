@@ -676,8 +676,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (args.out / "results.md").write_text(markdown(results, command))
     plot(results, args.out / "results.png")
     log(f"[{cfg.mode}] done in {results['seconds']:.0f} s; results in {args.out}")
-    for g in results["targets"]:
-        log(f"  {'met    ' if g['met'] else 'NOT MET'} {g['target']}: {g['value']:.3g} ({g['op']} {g['limit']:g})")
+    for line in bdata.target_lines(results["targets"]):
+        log(line)
     return results
 
 
